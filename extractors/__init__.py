@@ -1,0 +1,1 @@
+"""Corpus adapters and feature extractors: plain functions, media in, arrays out."""

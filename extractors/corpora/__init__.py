@@ -1,0 +1,43 @@
+"""Corpus adapters: each turns a corpus on disk into the manifest of DESIGN.md."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+
+from extractors.corpora.csv_corpus import prepare_csv
+from extractors.corpora.iemocap import prepare_iemocap
+from extractors.corpora.manifest import CorpusError, Report
+from extractors.corpora.meld import prepare_meld
+from extractors.corpora.ravdess import prepare_ravdess
+
+KINDS = ("meld", "iemocap", "ravdess", "csv")
+
+
+def prepare_corpus(
+    kind: str,
+    root: str | Path,
+    *,
+    name: str,
+    encoding: str = "utf-8",
+    label_set: str = "6",
+    dev_fraction: float = 0.2,
+    dev_actors: tuple[int, ...] = (11, 12),
+    test_actors: tuple[int, ...] = (23, 24),
+    labels: tuple[str, ...] = (),
+) -> tuple[pa.Table, Report]:
+    """Run the adapter for ``kind`` on ``root``; options that do not apply to it are ignored."""
+    root = Path(root)
+    if kind == "meld":
+        return prepare_meld(root, name=name, encoding=encoding)
+    if kind == "iemocap":
+        return prepare_iemocap(root, name=name, label_set=label_set, dev_fraction=dev_fraction)
+    if kind == "ravdess":
+        return prepare_ravdess(root, name=name, dev_actors=dev_actors, test_actors=test_actors)
+    if kind == "csv":
+        return prepare_csv(root, name=name, labels=labels, encoding=encoding)
+    raise CorpusError(f"corpus kind {kind!r} is unknown; use one of {', '.join(KINDS)}.")
+
+
+__all__ = ["KINDS", "CorpusError", "Report", "prepare_corpus"]

@@ -1,0 +1,1 @@
+"""Prefect flows that run the extractors over a manifest."""

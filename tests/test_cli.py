@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+
+from tests.test_meld import row, write_csv
+
+MCNCL = [sys.executable, "-m", "mcncl"]
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*MCNCL, *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_corpus_prepare_writes_parquet_duckdb_reads(tmp_path: Path):
+    write_csv(tmp_path / "train_sent_emo.csv", [row(1, "Hi!", "joy", 0, 0),
+                                                 row(2, "Bye.", "sadness", 0, 1)])
+    out = tmp_path / "out" / "m.parquet"
+    result = run("corpus", "prepare", "meld", str(tmp_path), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "2 utterances" in result.stderr and "no_clip_folder: 1" in result.stderr
+    counts = duckdb.sql(f"select label, count(*) from '{out}' group by label order by label")
+    assert counts.fetchall() == [("joy", 1), ("sadness", 1)]
+    assert [p.name for p in out.parent.iterdir()] == ["m.parquet"]  # no temporary left
+
+
+def test_corpus_prepare_error_is_one_clear_line_and_keeps_old_file(tmp_path: Path):
+    out = tmp_path / "m.parquet"
+    out.write_bytes(b"previous")
+    write_csv(tmp_path / "train_sent_emo.csv", [row(1, "Hi!", "happy", 0, 0)])
+    result = run("corpus", "prepare", "meld", str(tmp_path), "--out", str(out))
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1
+    assert lines[0].startswith("error: ") and "train_sent_emo.csv:2: label 'happy'" in lines[0]
+    assert out.read_bytes() == b"previous"
+
+
+def test_unknown_kind(tmp_path: Path):
+    result = run("corpus", "prepare", "opus", str(tmp_path), "--out", str(tmp_path / "x.parquet"))
+    assert result.returncode == 2
+    assert "corpus kind 'opus' is unknown; use one of meld, iemocap, ravdess, csv" in result.stderr
+
+
+def test_manifest_stage_reads_params(tmp_path: Path):
+    write_csv(tmp_path / "c" / "dev_sent_emo.csv", [row(1, "Hi!", "joy", 0, 0)])
+    (tmp_path / "params.yaml").write_text("corpus:\n  name: tiny\n  kind: meld\n  root: c\n")
+    result = run("manifest", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    table = duckdb.sql(f"select utterance_id from '{tmp_path}/data/manifests/tiny.parquet'")
+    assert table.fetchall() == [("tiny/dev/dia0_utt0",)]

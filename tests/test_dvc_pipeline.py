@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+from tests.project import copy_project, run_in
+
+
+def test_dvc_repro_builds_demo_and_manifest_then_is_up_to_date(tmp_path: Path):
+    project = copy_project(tmp_path / "project")
+    first = run_in(project, "dvc", "repro")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "Running stage 'demo_corpus'" in first.stdout
+    manifest = project / "data" / "manifests" / "demo.parquet"
+    rows = duckdb.sql(f"select count(*), count(distinct label) from '{manifest}'").fetchall()[0]
+    assert rows == (72, 5)
+    assert (project / "dvc.lock").is_file()
+    again = run_in(project, "dvc", "repro")
+    assert again.returncode == 0
+    assert "Data and pipelines are up to date." in again.stdout
