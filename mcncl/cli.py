@@ -96,6 +96,37 @@ def manifest(params: Path = PARAMS) -> None:
     _prepare_and_write(config, Path("data/manifests") / f"{config.name}.parquet")
 
 
+@app.command("extract")
+def extract(
+    modality: str = typer.Argument(..., help="acoustic or text."),
+    manifest: Path = typer.Option(..., help="The manifest Parquet file."),
+    out_dir: Path = typer.Option(None, help="Default: data/features/<manifest name>/."),
+    params: Path = PARAMS,
+) -> None:
+    """Extract one modality's features for a manifest (a Prefect flow; the DVC stages run this)."""
+    from flows.extract import TooManyErrors, run_extraction
+
+    try:
+        config = load_params(params)
+        section = getattr(config, modality, None)
+        if modality not in ("acoustic", "text"):
+            fail(f"modality {modality!r} is unknown; use acoustic or text.")
+        if not manifest.is_file():
+            fail(f"{manifest}: manifest not found; run `mcncl manifest` (or `dvc repro manifest`).")
+        out = out_dir or Path("data/features") / manifest.stem
+        summary = run_extraction(modality, manifest, out, config.extract, section)
+    except (ConfigError, ValueError, TooManyErrors, OSError) as exc:
+        fail(str(exc))
+    table = Table(title=f"{modality}: {summary.features_path}")
+    for column in ("utterances", "computed", "cached", "failed", "seconds"):
+        table.add_column(column, justify="right")
+    table.add_row(str(summary.total), str(summary.computed), str(summary.cached),
+                  str(summary.failed), f"{summary.seconds:.1f}")
+    console.print(table)
+    for kind, n in sorted(summary.kinds.items()):
+        console.print(f"[yellow]failed[/] {kind}: {n} (see {summary.errors_path})", highlight=False)
+
+
 @demo_app.command("build")
 def demo_build(
     params: Path = PARAMS,

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
 import yaml
+
+from extractors.acoustic import AcousticConfig
+from extractors.text import TextConfig
 
 
 class ConfigError(ValueError):
@@ -40,9 +44,25 @@ class DemoConfig:
 
 
 @dataclass(frozen=True)
+class ExtractConfig:
+    """How every extraction stage runs (not what it computes: that is in its own section)."""
+
+    shard_size: int = 16  # utterances per Prefect task
+    max_error_rate: float = 0.25  # the stage fails past this share of failed utterances
+    retries: int = 2  # retries of a failed shard (transient faults)
+    retry_delay_s: float = 1.0
+    runner: str = "local"  # local (threads) | dask
+    dask_address: str = ""  # dask: an existing scheduler, e.g. tcp://10.0.0.5:8786
+    cache_dir: str = "data/cache"  # per-utterance results, keyed by input, config and version
+
+
+@dataclass(frozen=True)
 class Params:
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
+    extract: ExtractConfig = field(default_factory=ExtractConfig)
+    acoustic: AcousticConfig = field(default_factory=AcousticConfig)
+    text: TextConfig = field(default_factory=TextConfig)
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
@@ -62,7 +82,7 @@ def load_params(path: str | Path = "params.yaml") -> Params:
 
 
 def _build(cls: type, values: dict[str, Any], where: str) -> Any:
-    hints = get_type_hints(cls)
+    hints = get_type_hints(cls, vars(sys.modules[cls.__module__]))
     unknown = set(values) - set(hints)
     if unknown:
         raise ConfigError(

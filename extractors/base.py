@@ -1,0 +1,100 @@
+"""What every feature extractor shares: the utterance it is given and the failure it may return.
+
+An extractor is a plain object with ``modality``, ``version``, ``config`` (a frozen dataclass),
+``schema`` (its feature columns), ``digest(utt)`` (a content hash of its input, cheap) and
+``extract(utts)`` (features or a :class:`Failure` per utterance). No Prefect, no files written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Protocol
+
+import pyarrow as pa
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why one utterance has no features: ``kind`` is a short code, ``message`` one sentence."""
+
+    kind: str
+    message: str
+
+
+class MediaError(Exception):
+    """Raised inside extractors for a bad input; converted into a :class:`Failure`."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+@dataclass(frozen=True)
+class UtteranceInput:
+    """The part of a manifest row that extractors read; media paths are absolute."""
+
+    utterance_id: str
+    text: str
+    audio_path: str | None
+    video_path: str | None
+    start_s: float | None = None
+    end_s: float | None = None
+
+    @property
+    def audio_segment(self) -> tuple[float | None, float | None]:
+        """The segment applies to the audio only when the audio is the video file itself."""
+        if self.audio_path and self.audio_path == self.video_path:
+            return self.start_s, self.end_s
+        return None, None
+
+
+Result = dict[str, Any] | Failure
+
+
+class Extractor(Protocol):
+    modality: str
+    version: str
+    config: Any
+    schema: pa.Schema
+    metadata: dict[str, Any]  # extra schema metadata, e.g. feature names
+
+    def digest(self, utt: UtteranceInput) -> str | Failure: ...
+
+    def extract(self, utts: list[UtteranceInput]) -> list[Result]: ...
+
+
+RUN_ONLY = {"cache": False}  # field metadata: a setting that cannot change the features
+
+
+def config_hash(config: Any) -> str:
+    """A short, stable hash of the fields of a config dataclass that can change the features."""
+    values = {f.name: getattr(config, f.name) for f in fields(config) if f.metadata != RUN_ONLY}
+    text = json.dumps(values, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def file_digest(path: str, extra: str = "") -> str | Failure:
+    """sha256 of a file's bytes (plus ``extra``, e.g. a segment); a Failure when it is absent."""
+    p = Path(path)
+    if not p.is_file():
+        return Failure("missing_file", f"{path}: file not found; restore it or fix the manifest.")
+    h = hashlib.sha256(extra.encode())
+    with open(p, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def schema_metadata(extractor: Extractor) -> dict[bytes, bytes]:
+    """Schema metadata recording how a feature table was produced (DESIGN.md contract)."""
+    meta = {
+        "extractor": extractor.modality,
+        "version": extractor.version,
+        "config": json.dumps(asdict(extractor.config), sort_keys=True, default=str),
+        "config_hash": config_hash(extractor.config),
+        **{k: v if isinstance(v, str) else json.dumps(v) for k, v in extractor.metadata.items()},
+    }
+    return {k.encode(): v.encode() for k, v in meta.items()}

@@ -1,0 +1,225 @@
+"""The extraction flow: one pattern for every modality.
+
+manifest → inputs and content digests → cache lookup → shards of what is not cached →
+a Prefect task mapped over the shards (retried on failure) → every finished shard cached at
+once → feature table and error table written atomically → summary. The stage fails only when
+the share of failed utterances passes ``max_error_rate``.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from prefect import flow, tags, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.futures import as_completed
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+from extractors.base import Extractor, Failure, UtteranceInput, config_hash, schema_metadata
+from extractors.corpora.manifest import corpus_root
+from flows.cache import ResultCache, cache_key
+from flows.runners import make_task_runner
+from flows.tables import write_error_table, write_feature_table
+from mcncl.config import ExtractConfig
+
+
+class TooManyErrors(RuntimeError):
+    """More utterances failed than ``extract.max_error_rate`` allows."""
+
+
+@dataclass
+class Summary:
+    modality: str
+    total: int = 0
+    computed: int = 0
+    cached: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    kinds: dict[str, int] = field(default_factory=dict)
+    features_path: str = ""
+    errors_path: str = ""
+
+    def markdown(self) -> str:
+        kinds = ", ".join(f"{k}: {n}" for k, n in sorted(self.kinds.items())) or "none"
+        return (f"| {self.modality} | utterances | computed | cached | failed | seconds |\n"
+                f"|---|---|---|---|---|---|\n"
+                f"| | {self.total} | {self.computed} | {self.cached} | {self.failed} | "
+                f"{self.seconds:.1f} |\n\nFailures by kind: {kinds}\n")
+
+
+def extractor_factory(modality: str, config: Any) -> Extractor:
+    if modality == "acoustic":
+        from extractors.acoustic import AcousticExtractor
+
+        return AcousticExtractor(config)
+    if modality == "text":
+        from extractors.text import TextExtractor
+
+        return TextExtractor(config)
+    raise ValueError(f"modality {modality!r} is unknown; use acoustic or text.")
+
+
+@functools.lru_cache(maxsize=4)
+def get_extractor(modality: str, config: Any) -> Extractor:
+    """One extractor per process and config: models load once, also on each Dask worker."""
+    return extractor_factory(modality, config)
+
+
+@task(name="extract-shard", task_run_name="{modality}-shard-{index}", cache_policy=NO_CACHE,
+      persist_result=False)
+def extract_shard(modality: str, config: Any, index: int, utts: list[UtteranceInput]) -> list:
+    return get_extractor(modality, config).extract(utts)
+
+
+def read_inputs(manifest: Path) -> list[UtteranceInput]:
+    table = pq.read_table(manifest)
+    root = corpus_root(manifest)
+
+    def absolute(rel: str | None) -> str | None:
+        return str(root / rel) if rel else None
+
+    return [
+        UtteranceInput(r["utterance_id"], r["text"] or "", absolute(r["audio_path"]),
+                       absolute(r["video_path"]), r["start_s"], r["end_s"])
+        for r in table.select(["utterance_id", "text", "audio_path", "video_path", "start_s",
+                               "end_s"]).to_pylist()
+    ]
+
+
+@flow(name="extract", flow_run_name="extract-{modality}-{corpus}", log_prints=True)
+def extract_flow(
+    modality: str, corpus: str, manifest: Path, out_dir: Path, config: ExtractConfig,
+    extractor_config: Any,
+) -> Summary:
+    """Extract one modality's features for every utterance of ``manifest`` into ``out_dir``."""
+    started = time.perf_counter()
+    extractor = get_extractor(modality, extractor_config)
+    summary = Summary(modality)
+    utts = read_inputs(manifest)
+    summary.total = len(utts)
+    cache = ResultCache(config.cache_dir, modality, extractor.schema)
+    chash = config_hash(extractor_config)
+    with ThreadPoolExecutor(max_workers=4) as pool:  # hashing media is I/O bound
+        digests = list(pool.map(extractor.digest, utts))
+    # Each utterance's key: its cache key, or the Failure that its input already is.
+    keys: dict[str, str | Failure] = {}
+    todo: dict[str, UtteranceInput] = {}  # one input per distinct key: duplicates compute once
+    for utt, digest in zip(utts, digests, strict=True):
+        if isinstance(digest, Failure):
+            keys[utt.utterance_id] = digest
+            continue
+        key = keys[utt.utterance_id] = cache_key(digest, chash, extractor.version)
+        if cache.has(key):
+            summary.cached += 1
+        else:
+            todo.setdefault(key, utt)
+    uncached = _run_shards(modality, extractor_config, config, cache, todo, summary)
+    errors = _write_outputs(utts, keys, uncached, cache, extractor, out_dir, summary)
+    summary.seconds = time.perf_counter() - started
+    create_markdown_artifact(summary.markdown(), key=f"extract-{modality}",
+                             description=f"{modality} extraction of {corpus}")
+    _check_error_rate(len(utts), errors, config.max_error_rate, modality)
+    return summary
+
+
+def _run_shards(
+    modality: str, extractor_config: Any, config: ExtractConfig, cache: ResultCache,
+    todo: dict[str, UtteranceInput], summary: Summary,
+) -> dict[str, Failure]:
+    """Compute ``todo`` shard by shard, caching each result; return the uncacheable failures."""
+    uncached: dict[str, Failure] = {}
+    items = list(todo.items())
+    shards = [items[i:i + config.shard_size] for i in range(0, len(items), config.shard_size)]
+    shard_task = extract_shard.with_options(retries=config.retries,
+                                            retry_delay_seconds=config.retry_delay_s)
+    futures = {
+        shard_task.submit(modality, extractor_config, i, [utt for _, utt in shard]): shard
+        for i, shard in enumerate(shards)
+    }
+    columns = [BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    with Progress(f"[bold]{modality}[/]", *columns, transient=True) as progress:
+        bar = progress.add_task(modality, total=len(items))
+        for future in as_completed(list(futures)):
+            shard = futures[future]
+            try:
+                results = future.result()
+            except Exception as exc:  # the shard failed on every retry: record, do not cache
+                results = [Failure("internal", f"{utt.audio_path or utt.video_path or ''}: "
+                                   f"{type(exc).__name__}: {exc}") for _, utt in shard]
+            for (key, _), result in zip(shard, results, strict=True):
+                cache.put(key, result)
+                if isinstance(result, Failure) and not cache.has(key):
+                    uncached[key] = result
+            summary.computed += len(shard)
+            progress.advance(bar, len(shard))
+    return uncached
+
+
+def _write_outputs(
+    utts: list[UtteranceInput], keys: dict[str, str | Failure], uncached: dict[str, Failure],
+    cache: ResultCache, extractor: Extractor, out_dir: Path, summary: Summary,
+) -> list[dict]:
+    """Stream every utterance's result from the cache into the two tables; return the errors."""
+    errors: list[dict] = []
+
+    def result_of(key: str | Failure) -> pa.Table | Failure:
+        if isinstance(key, Failure):
+            return key
+        result = uncached.get(key) or cache.get(key)
+        return result or Failure("internal", "the cached result is unreadable; rerun the stage.")
+
+    def feature_rows():
+        for utt in utts:
+            result = result_of(keys[utt.utterance_id])
+            if isinstance(result, pa.Table):
+                yield utt.utterance_id, result
+            else:
+                errors.append({"utterance_id": utt.utterance_id, "stage": extractor.modality,
+                               "kind": result.kind, "message": result.message})
+
+    schema = extractor.schema.with_metadata(schema_metadata(extractor))
+    features = out_dir / f"{extractor.modality}.parquet"
+    error_file = out_dir / "errors" / f"{extractor.modality}.parquet"
+    write_feature_table(feature_rows(), schema, features)
+    write_error_table(errors, error_file)
+    summary.failed = len(errors)
+    summary.kinds = {}
+    for e in errors:
+        summary.kinds[e["kind"]] = summary.kinds.get(e["kind"], 0) + 1
+    summary.features_path, summary.errors_path = str(features), str(error_file)
+    return errors
+
+
+def _check_error_rate(total: int, errors: list[dict], max_rate: float, modality: str) -> None:
+    """``no_media`` rows were already reported by the manifest and do not count here."""
+    counted = [e for e in errors if e["kind"] != "no_media"]
+    attempted = total - (len(errors) - len(counted))
+    if attempted and len(counted) / attempted > max_rate:
+        worst = "; ".join(f"{e['utterance_id']} ({e['kind']}): {e['message']}"
+                          for e in counted[:5])
+        raise TooManyErrors(
+            f"{modality}: {len(counted)} of {attempted} utterances failed "
+            f"({len(counted) / attempted:.0%} > extract.max_error_rate = {max_rate:.0%}); "
+            f"fix these files or raise the limit. First failures: {worst}"
+        )
+
+
+def run_extraction(
+    modality: str, manifest: Path, out_dir: Path, config: ExtractConfig, extractor_config: Any
+) -> Summary:
+    """Run :func:`extract_flow` with the task runner that ``config`` asks for."""
+    corpus = pq.read_table(manifest, columns=["corpus"]).column(0)
+    corpus_name = corpus[0].as_py() if len(corpus) else manifest.stem
+    runner = make_task_runner(config.runner, extractor_config.workers, config.dask_address)
+    with tags(f"corpus:{corpus_name}", f"stage:extract_{modality}"):
+        return extract_flow.with_options(task_runner=runner)(
+            modality, corpus_name, manifest, out_dir, config, extractor_config
+        )

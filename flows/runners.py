@@ -1,0 +1,26 @@
+"""Where shards run: threads on this machine (default) or a Dask cluster (prefect-dask)."""
+
+from __future__ import annotations
+
+import os
+
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
+
+
+def make_task_runner(runner: str, workers: int, dask_address: str = "") -> TaskRunner:
+    """``workers`` = 0 means one per core. Threads suffice locally: openSMILE, PyAV, MediaPipe
+    and torch release the GIL in their native code, so both cores stay busy without process
+    start-up costs. ``dask`` with ``dask_address`` joins an existing cluster; without, it starts
+    a local cluster of ``workers`` single-threaded processes."""
+    workers = workers or os.cpu_count() or 1
+    if runner == "local":
+        return ThreadPoolTaskRunner(max_workers=workers)
+    if runner == "dask":
+        from prefect_dask import DaskTaskRunner
+
+        if dask_address:
+            return DaskTaskRunner(address=dask_address)
+        return DaskTaskRunner(
+            cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True}
+        )
+    raise ValueError(f"extract.runner {runner!r} is unknown; use 'local' or 'dask'.")
