@@ -94,10 +94,11 @@ class AcousticExtractor:
         if duration < c.min_duration_s:
             return Failure("too_short", f"{utt.audio_path}: {duration:.3f} s of audio is shorter "
                            f"than acoustic.min_duration_s = {c.min_duration_s} s.")
-        level_db = 20 * np.log10(max(float(np.sqrt(np.mean(audio**2))), 1e-10))
+        level_db = loudest_frame_dbfs(audio, c.sample_rate)
         if level_db < c.silence_dbfs:
-            return Failure("silent", f"{utt.audio_path}: the audio is silent ({level_db:.0f} dBFS "
-                           f"is below acoustic.silence_dbfs = {c.silence_dbfs:.0f}).")
+            return Failure("silent", f"{utt.audio_path}: the audio is silent (its loudest 50 ms "
+                           f"are {level_db:.0f} dBFS, below acoustic.silence_dbfs = "
+                           f"{c.silence_dbfs:.0f}).")
         row: dict = {"duration_s": duration}
         if "functionals" in c.levels:
             values = self._smile("functionals").process_signal(audio, c.sample_rate).to_numpy()
@@ -106,6 +107,15 @@ class AcousticExtractor:
             lld = self._smile("lld").process_signal(audio, c.sample_rate).to_numpy(np.float32)
             row["lld"] = _pool_frames(lld, c.lld_hop_ms // NATIVE_HOP_MS)
         return row
+
+
+def loudest_frame_dbfs(audio: np.ndarray, sample_rate: int, frame_s: float = 0.05) -> float:
+    """The RMS level of the loudest 50 ms frame: quiet speech in a long pause is not silence."""
+    size = max(1, int(frame_s * sample_rate))
+    frames = audio[: len(audio) // size * size].reshape(-1, size) if len(audio) >= size else (
+        audio.reshape(1, -1))
+    rms = float(np.sqrt((frames.astype(np.float64) ** 2).mean(axis=1)).max())
+    return 20 * np.log10(max(rms, 1e-10))
 
 
 def _pool_frames(frames: np.ndarray, group: int) -> np.ndarray:

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pytest
+
+from extractors.acoustic import AcousticConfig
+from extractors.corpora.ravdess import prepare_ravdess
+from flows.extract import run_extraction
+from mcncl.atomic import write_parquet
+from mcncl.config import ExtractConfig
+from tests.conftest import SHARED_DATA
+
+pytestmark = pytest.mark.realdata
+
+
+def test_ravdess_speech_all_clips_get_acoustic_features(tmp_path: Path):
+    table, _ = prepare_ravdess(SHARED_DATA / "ravdess_speech")
+    empty = tmp_path / "03-01-01-01-01-01-99.flac"
+    empty.write_bytes(b"")
+    bad = {c: [table[c][0].as_py()] for c in table.column_names}
+    bad.update(utterance_id=["ravdess/empty"], audio_path=[str(empty)])
+    manifest = tmp_path / "manifest.parquet"
+    write_parquet(pa.concat_tables([table, pa.table(bad, schema=table.schema)]), manifest)
+    config = ExtractConfig(cache_dir=str(tmp_path / "cache"), shard_size=16)
+    summary = run_extraction("acoustic", manifest, tmp_path / "out", config, AcousticConfig())
+    assert (summary.total, summary.failed) == (721, 1)
+    rows = duckdb.sql(f"select count(*), min(len(functionals)), max(len(functionals)), "
+                      f"min(len(lld)), min(len(lld[1])) from '{tmp_path}/out/acoustic.parquet'")
+    count, fmin, fmax, frames, width = rows.fetchall()[0]
+    assert (count, fmin, fmax, width) == (720, 88, 88, 25)
+    assert frames > 250  # every clip is at least 2.5 s of speech
+    errors = duckdb.sql(f"select utterance_id, kind from '{tmp_path}/out/errors/acoustic.parquet'")
+    assert errors.fetchall() == [("ravdess/empty", "empty")]

@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from extractors.base import UtteranceInput
+from extractors.text import TextConfig, TextExtractor
+
+
+@pytest.fixture(scope="module")
+def extractor() -> TextExtractor:
+    return TextExtractor(TextConfig(max_tokens=12))
+
+
+def utt(text: str) -> UtteranceInput:
+    return UtteranceInput("u", text, None, None)
+
+
+def test_embeddings_shapes_truncation_and_meaning(extractor):
+    texts = ["I am furious with you!", "I am so angry at you!", "The train leaves at nine.",
+             "Oh my God, he’s lost it. He’s totally lost it — café, naïve, 😀, 你好.",
+             "word " * 300]
+    rows = extractor.extract([utt(t) for t in texts])
+    emb = np.stack([r["embedding"] for r in rows])
+    assert emb.shape == (5, 384)
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, rtol=1e-4)
+    assert emb[0] @ emb[1] > emb[0] @ emb[2] + 0.2
+    assert rows[0]["token_embeddings"].shape == (rows[0]["n_tokens"], 384)
+    assert rows[0]["truncated"] is False
+    assert rows[3]["n_tokens"] > 12 and rows[3]["token_embeddings"].shape == (12, 384)
+    assert rows[4]["truncated"] is True and rows[4]["n_tokens"] == 256  # the model's own limit
+
+
+def test_batching_does_not_change_results(extractor):
+    texts = ["Short.", "A much longer sentence that pads the batch considerably, really."]
+    together = extractor.extract([utt(t) for t in texts])
+    alone = extractor.extract([utt(texts[0])])
+    np.testing.assert_allclose(together[0]["embedding"], alone[0]["embedding"], atol=1e-5)
+    np.testing.assert_allclose(together[0]["token_embeddings"], alone[0]["token_embeddings"],
+                               atol=1e-4)
+
+
+def test_empty_text_and_digest(extractor):
+    assert extractor.digest(utt("   ")).kind == "empty_text"
+    assert extractor.digest(utt("Hi")) == extractor.digest(utt("Hi"))
+    assert extractor.digest(utt("Hi")) != extractor.digest(utt("Hi!"))
+
+
+def test_unknown_model_folder():
+    with pytest.raises(ValueError, match="text.model '/nowhere' is not a folder"):
+        TextExtractor(TextConfig(model="/nowhere"))
