@@ -32,6 +32,7 @@ class AcousticConfig:
     max_duration_s: float = 60.0
     silence_dbfs: float = -60.0
     workers: int = field(default=0, metadata=RUN_ONLY)  # concurrent shards; 0 = one per core
+    shard_size: int = field(default=64, metadata=RUN_ONLY)  # utterances per Prefect task
 
 
 class AcousticExtractor:

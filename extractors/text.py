@@ -29,6 +29,7 @@ class TextConfig:
     batch_size: int = field(default=64, metadata=RUN_ONLY)
     device: str = field(default="cpu", metadata=RUN_ONLY)
     workers: int = field(default=1, metadata=RUN_ONLY)  # torch already uses every core
+    shard_size: int = field(default=256, metadata=RUN_ONLY)  # utterances per Prefect task
 
 
 def model_path(model: str) -> str:

@@ -65,6 +65,10 @@ def one_row_table(result: dict, schema: pa.Schema) -> pa.Table:
 
 
 def _column(value, type_: pa.DataType) -> pa.Array:
+    if value is None:
+        return pa.nulls(1, type_)
+    if isinstance(value, list) and any(v is None for v in value):  # masked entries stay null
+        return pa.array([[None if v is None else np.asarray(v).tolist() for v in value]], type_)
     if pa.types.is_list(type_) and pa.types.is_fixed_size_list(type_.value_type):
         matrix = np.asarray(value, dtype=np.float32).reshape(-1, type_.value_type.list_size)
         rows = pa.FixedSizeListArray.from_arrays(pa.array(matrix.ravel()),

@@ -9,6 +9,8 @@ the share of failed utterances passes ``max_error_rate``.
 from __future__ import annotations
 
 import functools
+import math
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -29,6 +31,8 @@ from flows.cache import ResultCache, cache_key
 from flows.runners import make_task_runner
 from flows.tables import write_error_table, write_feature_table
 from mcncl.config import ExtractConfig
+
+MODALITIES = ("acoustic", "facial", "text")
 
 
 class TooManyErrors(RuntimeError):
@@ -64,7 +68,11 @@ def extractor_factory(modality: str, config: Any) -> Extractor:
         from extractors.text import TextExtractor
 
         return TextExtractor(config)
-    raise ValueError(f"modality {modality!r} is unknown; use acoustic or text.")
+    if modality == "facial":
+        from extractors.facial import FacialExtractor
+
+        return FacialExtractor(config)
+    raise ValueError(f"modality {modality!r} is unknown; use one of {', '.join(MODALITIES)}.")
 
 
 @functools.lru_cache(maxsize=4)
@@ -137,7 +145,8 @@ def _run_shards(
     """Compute ``todo`` shard by shard, caching each result; return the uncacheable failures."""
     uncached: dict[str, Failure] = {}
     items = list(todo.items())
-    shards = [items[i:i + config.shard_size] for i in range(0, len(items), config.shard_size)]
+    size = shard_size(len(items), extractor_config.shard_size, extractor_config.workers)
+    shards = [items[i:i + size] for i in range(0, len(items), size)]
     shard_task = extract_shard.with_options(retries=config.retries,
                                             retry_delay_seconds=config.retry_delay_s)
     futures = {
@@ -161,6 +170,15 @@ def _run_shards(
             summary.computed += len(shard)
             progress.advance(bar, len(shard))
     return uncached
+
+
+def shard_size(n: int, largest: int, workers: int) -> int:
+    """``largest``, made smaller when that leaves some of several workers idle: about four
+    shards per worker balance uneven clip lengths."""
+    workers = workers or os.cpu_count() or 1
+    if workers == 1:
+        return largest
+    return max(1, min(largest, math.ceil(n / (4 * workers))))
 
 
 def _write_outputs(

@@ -30,9 +30,9 @@ def corpus(tmp_path: Path) -> Path:
 
 
 def run(manifest: Path, tmp_path: Path, acoustic=AcousticConfig(workers=2), **extract):
-    config = ExtractConfig(cache_dir=str(tmp_path / "cache"), shard_size=3,
-                           retry_delay_s=0, **extract)
-    return run_extraction("acoustic", manifest, tmp_path / "out", config, acoustic)
+    config = ExtractConfig(cache_dir=str(tmp_path / "cache"), retry_delay_s=0, **extract)
+    return run_extraction("acoustic", manifest, tmp_path / "out", config,
+                          replace(acoustic, shard_size=3))
 
 
 def test_flow_writes_features_and_error_rows(corpus: Path, tmp_path: Path):
@@ -130,8 +130,8 @@ def test_dask_runner_on_a_two_worker_local_cluster(corpus: Path, tmp_path: Path)
 def test_sigkill_midway_then_rerun_reuses_work_and_matches(tmp_path: Path):
     manifest = make_speech_corpus(tmp_path / "corpus", 40)
     params = tmp_path / "params.yaml"
-    params.write_text(f"extract:\n  shard_size: 1\n  cache_dir: {tmp_path / 'cache'}\n"
-                      "acoustic:\n  workers: 1\n")
+    params.write_text(f"extract:\n  cache_dir: {tmp_path / 'cache'}\n"
+                      "acoustic:\n  workers: 1\n  shard_size: 1\n")
     out = tmp_path / "out"
     command = [sys.executable, "-m", "mcncl", "extract", "acoustic", "--manifest",
                str(manifest), "--out-dir", str(out), "--params", str(params)]
@@ -162,6 +162,12 @@ def test_sigkill_midway_then_rerun_reuses_work_and_matches(tmp_path: Path):
 def test_digest_failures_are_error_rows_not_computed(tmp_path: Path):
     manifest = make_speech_corpus(tmp_path / "corpus", 2)
     os.remove(tmp_path / "corpus" / "clips" / "u001.wav")
-    summary = run(manifest, tmp_path, acoustic=replace(AcousticConfig(), workers=1),
+    summary = run(manifest, tmp_path, acoustic=AcousticConfig(workers=1),
                   max_error_rate=1.0)
     assert (summary.computed, summary.failed, summary.kinds) == (1, 1, {"missing_file": 1})
+
+
+@pytest.mark.parametrize(("n", "largest", "workers", "expected"),
+                         [(72, 16, 2, 9), (720, 16, 2, 16), (5, 16, 2, 1), (72, 256, 1, 256)])
+def test_shard_size_keeps_workers_busy(n, largest, workers, expected):
+    assert flows.extract.shard_size(n, largest, workers) == expected

@@ -24,7 +24,7 @@ def test_ravdess_speech_all_clips_get_acoustic_features(tmp_path: Path):
     bad.update(utterance_id=["ravdess/empty"], audio_path=[str(empty)])
     manifest = tmp_path / "manifest.parquet"
     write_parquet(pa.concat_tables([table, pa.table(bad, schema=table.schema)]), manifest)
-    config = ExtractConfig(cache_dir=str(tmp_path / "cache"), shard_size=16)
+    config = ExtractConfig(cache_dir=str(tmp_path / "cache"))
     summary = run_extraction("acoustic", manifest, tmp_path / "out", config, AcousticConfig())
     assert (summary.total, summary.failed) == (721, 1)
     rows = duckdb.sql(f"select count(*), min(len(functionals)), max(len(functionals)), "
