@@ -98,19 +98,19 @@ def manifest(params: Path = PARAMS) -> None:
 
 @app.command("extract")
 def extract(
-    modality: str = typer.Argument(..., help="acoustic or text."),
+    modality: str = typer.Argument(..., help="acoustic, facial or text."),
     manifest: Path = typer.Option(..., help="The manifest Parquet file."),
     out_dir: Path = typer.Option(None, help="Default: data/features/<manifest name>/."),
     params: Path = PARAMS,
 ) -> None:
     """Extract one modality's features for a manifest (a Prefect flow; the DVC stages run this)."""
-    from flows.extract import TooManyErrors, run_extraction
+    from flows.extract import MODALITIES, TooManyErrors, run_extraction
 
     try:
         config = load_params(params)
-        section = getattr(config, modality, None)
-        if modality not in ("acoustic", "text"):
-            fail(f"modality {modality!r} is unknown; use acoustic or text.")
+        if modality not in MODALITIES:
+            fail(f"modality {modality!r} is unknown; use one of {', '.join(MODALITIES)}.")
+        section = getattr(config, modality)
         if not manifest.is_file():
             fail(f"{manifest}: manifest not found; run `mcncl manifest` (or `dvc repro manifest`).")
         out = out_dir or Path("data/features") / manifest.stem
@@ -125,6 +125,59 @@ def extract(
     console.print(table)
     for kind, n in sorted(summary.kinds.items()):
         console.print(f"[yellow]failed[/] {kind}: {n} (see {summary.errors_path})", highlight=False)
+
+
+def _stage_paths(params: Path) -> tuple:
+    config = load_params(params)
+    name = config.corpus.name
+    return (config, Path("data/manifests") / f"{name}.parquet", Path("data/features") / name,
+            Path("data/tensors") / name, Path("data/models") / name)
+
+
+@app.command("tensors")
+def tensors(params: Path = PARAMS) -> None:
+    """DVC stage build_tensors: padded tensors per split from the manifest and features."""
+    from fusion.tensors import build_tensors
+
+    try:
+        config, manifest, features, tensor_dir, _ = _stage_paths(params)
+        meta = build_tensors(manifest, features, tensor_dir, config.tensors)
+    except (ConfigError, OSError, ValueError) as exc:
+        fail(str(exc))
+    counts = ", ".join(f"{s} {len(ids)}" for s, ids in meta["splits"].items())
+    console.print(f"tensors in {tensor_dir}: {counts}; modalities "
+                  f"{', '.join(meta['dims']) or 'none'}")
+
+
+@app.command("train")
+def train(params: Path = PARAMS, resume: bool = typer.Option(
+        False, help="Continue from the last finished epoch (last.pt).")) -> None:
+    """DVC stage train: MCN-CL on the tensor cache; the best dev checkpoint is kept."""
+    from fusion.train import train as run_training
+
+    try:
+        config, _, _, tensor_dir, model_dir = _stage_paths(params)
+        result = run_training(tensor_dir, model_dir, config.model, config.train, resume,
+                              echo=console.print)
+    except (ConfigError, OSError, ValueError) as exc:
+        fail(str(exc))
+    console.print(f"best dev weighted-F1 {result['best_dev_weighted_f1']:.4f} after "
+                  f"{result['epochs']} epochs → {model_dir / 'model.pt'}")
+
+
+@app.command("evaluate")
+def evaluate(params: Path = PARAMS) -> None:
+    """DVC stage evaluate: metrics.json, predictions.parquet, confusion matrix."""
+    from fusion.evaluate import evaluate as run_evaluation
+
+    try:
+        _, _, _, tensor_dir, model_dir = _stage_paths(params)
+        result = run_evaluation(tensor_dir, model_dir)
+    except (ConfigError, OSError, ValueError) as exc:
+        fail(str(exc))
+    console.print(f"{result['split']}: weighted-F1 {result['weighted_f1']:.4f}, accuracy "
+                  f"{result['accuracy']:.4f}, macro-F1 {result['macro_f1']:.4f} "
+                  f"(n={result['n']}) → {model_dir / 'metrics.json'}")
 
 
 @demo_app.command("build")

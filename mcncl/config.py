@@ -11,7 +11,9 @@ from typing import Any, get_type_hints
 import yaml
 
 from extractors.acoustic import AcousticConfig
+from extractors.facial import FacialConfig
 from extractors.text import TextConfig
+from fusion.config import ModelConfig, TensorConfig, TrainConfig
 
 
 class ConfigError(ValueError):
@@ -47,7 +49,6 @@ class DemoConfig:
 class ExtractConfig:
     """How every extraction stage runs (not what it computes: that is in its own section)."""
 
-    shard_size: int = 16  # utterances per Prefect task
     max_error_rate: float = 0.25  # the stage fails past this share of failed utterances
     retries: int = 2  # retries of a failed shard (transient faults)
     retry_delay_s: float = 1.0
@@ -63,6 +64,10 @@ class Params:
     extract: ExtractConfig = field(default_factory=ExtractConfig)
     acoustic: AcousticConfig = field(default_factory=AcousticConfig)
     text: TextConfig = field(default_factory=TextConfig)
+    facial: FacialConfig = field(default_factory=FacialConfig)
+    tensors: TensorConfig = field(default_factory=TensorConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

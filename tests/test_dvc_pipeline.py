@@ -16,6 +16,14 @@ def test_dvc_repro_builds_demo_and_manifest_then_is_up_to_date(tmp_path: Path):
     rows = duckdb.sql(f"select count(*), count(distinct label) from '{manifest}'").fetchall()[0]
     assert rows == (72, 5)
     assert (project / "dvc.lock").is_file()
+    features = project / "data" / "features" / "demo"
+    for modality in ("acoustic", "text", "facial"):
+        counts = duckdb.sql(f"select (select count(*) from '{features}/{modality}.parquet'), "
+                            f"(select count(*) from '{features}/errors/{modality}.parquet')")
+        assert counts.fetchall() == [(72, 0)], modality  # every demo clip has speech and a face
+    shapes = duckdb.sql(f"select min(len(aus)), min(len(aus[1])), bool_and(list_bool_and("
+                        f"face_present)) from '{features}/facial.parquet'").fetchall()
+    assert shapes[0][1:] == (17, True) and shapes[0][0] >= 5
     again = run_in(project, "dvc", "repro")
     assert again.returncode == 0
     assert "Data and pipelines are up to date." in again.stdout

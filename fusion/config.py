@@ -1,0 +1,50 @@
+"""The fusion stages' settings (params.yaml sections ``tensors``, ``model`` and ``train``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MODALITIES = ("text", "audio", "visual")
+
+
+@dataclass(frozen=True)
+class TensorConfig:
+    max_text_tokens: int = 40  # per-token embeddings kept per utterance
+    audio_rate_hz: float = 10.0  # openSMILE LLD frames are averaged down to this rate
+    max_audio_frames: int = 100  # 10 s at 10 Hz
+    max_visual_frames: int = 50  # 10 s at 5 fps
+    dtype: str = "float16"  # storage precision of the feature tensors
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    modalities: tuple[str, ...] = MODALITIES
+    fusion: str = "cross"  # cross (triple-query cross-attention) | concat (ablation)
+    d_model: int = 128
+    n_heads: int = 4
+    n_layers: int = 2
+    ffn_mult: int = 2
+    dropout: float = 0.2
+    pyramid_kernels: tuple[int, ...] = (3, 5, 7)  # visual temporal pyramid ("PSA")
+    se_reduction: int = 4  # squeeze-and-excitation bottleneck over AU channels
+    context: bool = False  # dialogue-context encoder over the utterances of a dialogue
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 5e-4
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    patience: int = 6  # epochs without a better dev weighted-F1 before stopping
+    grad_clip: float = 1.0
+    seed: int = 13
+    class_weights: bool = False  # cross-entropy weighted by inverse class frequency
+    focal_gamma: float = 0.0  # > 0: focal loss instead of cross-entropy
+    contrastive_weight: float = 0.1  # lambda; 0 switches the contrastive loss off
+    temperature: float = 0.1  # tau
+    hard_negatives: str = "exp"  # exp (weights ~ exp(beta * similarity)) | none
+    hard_negative_beta: float = 1.0
+    device: str = "auto"  # auto | cpu | cuda
+    num_threads: int = 0  # torch CPU threads; 0 = torch's default

@@ -1,0 +1,88 @@
+"""Evaluating the best checkpoint: metrics, predictions for DuckDB, confusion matrix plots."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from fusion.config import ModelConfig
+from fusion.data import load_meta, load_split, size
+from fusion.metrics import scores
+from fusion.train import build_model, predict
+from mcncl.atomic import atomic_path, write_parquet, write_text
+
+
+def load_model(model_dir: Path, device: torch.device = torch.device("cpu")):
+    path = Path(model_dir) / "model.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no trained model; run `mcncl train` "
+                                "(DVC stage train) first.")
+    saved = torch.load(path, map_location=device, weights_only=False)
+    config = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v
+                            for k, v in saved["model_config"].items()})
+    model = build_model(saved["meta"], config).to(device)
+    model.load_state_dict(saved["state_dict"])
+    model.eval()
+    return model, saved
+
+
+def evaluate(tensor_dir: Path, model_dir: Path, split: str = "test") -> dict:
+    """Score ``split`` (dev when it is empty) and write metrics, predictions and plots."""
+    meta = load_meta(tensor_dir)
+    model, saved = load_model(model_dir)
+    data = load_split(tensor_dir, split, torch.device("cpu"))
+    if not size(data):
+        split, data = "dev", load_split(tensor_dir, "dev", torch.device("cpu"))
+    probs, labels = predict(model, data, 128)
+    predicted = probs.argmax(1)
+    names = meta["labels"]
+    result = {"split": split, **scores(labels, predicted, names),
+              "best_epoch": saved["epoch"], "dev_weighted_f1": saved["dev"]["weighted_f1"]}
+    write_text(json.dumps({k: v for k, v in result.items() if k != "confusion"}, indent=2),
+               model_dir / "metrics.json")
+    ids = meta["splits"][split]
+    write_parquet(pa.table({
+        "utterance_id": ids,
+        "label": [names[i] for i in labels],
+        "predicted": [names[i] for i in predicted],
+        "probabilities": pa.array(list(probs.astype(np.float32)),
+                                  pa.list_(pa.float32(), len(names))),
+    }).replace_schema_metadata({"labels": json.dumps(names), "split": split}),
+        model_dir / "predictions.parquet")
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["actual", "predicted"])
+    writer.writerows(zip((names[i] for i in labels), (names[i] for i in predicted),
+                         strict=True))
+    write_text(buffer.getvalue(), model_dir / "confusion.csv")
+    _confusion_png(np.array(result["confusion"]), names, model_dir / "confusion.png",
+                   f"{split}: weighted-F1 {result['weighted_f1']:.3f}")
+    return result
+
+
+def _confusion_png(matrix: np.ndarray, names: list[str], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(1.2 + 0.7 * len(names), 1 + 0.6 * len(names)))
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("actual")
+    ax.set_title(title)
+    for (i, j), value in np.ndenumerate(matrix):
+        ax.text(j, i, str(value), ha="center", va="center",
+                color="white" if value > matrix.max() / 2 else "black")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)

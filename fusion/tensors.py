@@ -1,0 +1,156 @@
+"""Padded tensors per split from the manifest and the feature tables, written once.
+
+One safetensors file per split (``<split>.safetensors``) plus ``meta.json`` (label names,
+utterance ids, dimensions, the train-split normalisation). An utterance whose modality is
+missing (an error row, no media) has ``<modality>_present = 0`` and an all-false mask: it is
+masked, never faked. Acoustic features are standardised with train-split statistics.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+from safetensors.numpy import save_file
+
+from extractors.corpora.manifest import manifest_labels
+from fusion.config import TensorConfig
+from mcncl.atomic import atomic_path, write_text
+
+SPLITS = ("train", "dev", "test")
+
+
+def build_tensors(manifest: Path, features: Path, out: Path, config: TensorConfig) -> dict:
+    """Write ``out/<split>.safetensors`` and ``out/meta.json``; return the metadata."""
+    table = pq.read_table(manifest)
+    labels = manifest_labels(table)
+    rows = table.select(["utterance_id", "split", "label", "dialogue_id", "turn",
+                         "speaker"]).to_pylist()
+    index = {r["utterance_id"]: i for i, r in enumerate(rows)}
+    n = len(rows)
+    arrays: dict[str, np.ndarray] = {
+        "label": np.array([labels.index(r["label"]) for r in rows], np.int64),
+        "dialogue": _codes([r["dialogue_id"] for r in rows]),
+        "turn": np.array([r["turn"] for r in rows], np.int64),
+        "speaker": _codes([r["speaker"] or "" for r in rows]),
+    }
+    dims = {}
+    if (features / "text.parquet").is_file():
+        dims["text"] = _text(features / "text.parquet", index, n, config, arrays)
+    if (features / "acoustic.parquet").is_file():
+        dims["audio"] = _audio(features / "acoustic.parquet", index, n, config, arrays)
+    if (features / "facial.parquet").is_file():
+        dims["visual"] = _visual(features / "facial.parquet", index, n, config, arrays)
+    split_of = np.array([r["split"] for r in rows])
+    train = split_of == "train"
+    norms = _standardise(arrays, train)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {"labels": labels, "dims": dims, "normalisation": norms, "splits": {}}
+    dtype = np.dtype(config.dtype)
+    for split in SPLITS:
+        chosen = np.flatnonzero(split_of == split)
+        meta["splits"][split] = [rows[i]["utterance_id"] for i in chosen]
+        tensors = {k: (v[chosen].astype(dtype) if v.dtype == np.float32 else v[chosen])
+                   for k, v in arrays.items()}
+        with atomic_path(out / f"{split}.safetensors") as tmp:
+            save_file(tensors, str(tmp))
+    write_text(json.dumps(meta), out / "meta.json")
+    return meta
+
+
+def _codes(values: list[str]) -> np.ndarray:
+    mapping = {v: i for i, v in enumerate(dict.fromkeys(values))}
+    return np.array([mapping[v] for v in values], np.int64)
+
+
+def _allocate(arrays: dict, name: str, n: int, length: int, width: int) -> None:
+    arrays[name] = np.zeros((n, length, width), np.float32)
+    arrays[f"{name}_mask"] = np.zeros((n, length), bool)
+    arrays[f"{name}_present"] = np.zeros(n, bool)
+
+
+def _text(path: Path, index: dict, n: int, config: TensorConfig, arrays: dict) -> int:
+    width = pq.read_schema(path).field("embedding").type.list_size
+    _allocate(arrays, "text", n, config.max_text_tokens, width)
+    for batch in pq.ParquetFile(path).iter_batches(columns=["utterance_id", "token_embeddings"]):
+        for uid, tokens in zip(batch.column(0).to_pylist(), batch.column(1), strict=True):
+            if uid not in index:
+                continue
+            matrix = _matrix(tokens, width)[: config.max_text_tokens]
+            _put(arrays, "text", index[uid], matrix, np.ones(len(matrix), bool))
+    return width
+
+
+def _audio(path: Path, index: dict, n: int, config: TensorConfig, arrays: dict) -> int:
+    schema = pq.read_schema(path)
+    width = schema.field("lld").type.value_type.list_size
+    hop = float(schema.metadata[b"lld_hop_s"])
+    group = max(1, round(1 / config.audio_rate_hz / hop))
+    _allocate(arrays, "audio", n, config.max_audio_frames, width)
+    n_functionals = schema.field("functionals").type.list_size
+    arrays["functionals"] = np.zeros((n, n_functionals), np.float32)
+    columns = ["utterance_id", "lld", "functionals"]
+    for batch in pq.ParquetFile(path).iter_batches(columns=columns):
+        for uid, lld, functionals in zip(*(batch.column(c) for c in columns), strict=True):
+            if uid.as_py() not in index:
+                continue
+            i = index[uid.as_py()]
+            frames = _pool(_matrix(lld, width), group)[: config.max_audio_frames]
+            _put(arrays, "audio", i, frames, np.ones(len(frames), bool))
+            arrays["functionals"][i] = np.asarray(functionals.values, np.float32)
+    return width
+
+
+def _visual(path: Path, index: dict, n: int, config: TensorConfig, arrays: dict) -> int:
+    width = pq.read_schema(path).field("aus").type.value_type.list_size
+    _allocate(arrays, "visual", n, config.max_visual_frames, width)
+    for batch in pq.ParquetFile(path).iter_batches(columns=["utterance_id", "aus"]):
+        for uid, aus in zip(batch.column(0).to_pylist(), batch.column(1), strict=True):
+            if uid not in index:
+                continue
+            frames = aus.values  # a list of AU vectors, null where no face was found
+            valid = np.array([f.is_valid for f in frames], bool)[: config.max_visual_frames]
+            matrix = np.array([f.values.to_numpy() if f.is_valid else np.zeros(width)
+                               for f in frames][: config.max_visual_frames], np.float32)
+            _put(arrays, "visual", index[uid], matrix, valid)
+    return width
+
+
+def _matrix(cell, width: int) -> np.ndarray:
+    return np.asarray(cell.values.flatten(), np.float32).reshape(-1, width)
+
+
+def _pool(frames: np.ndarray, group: int) -> np.ndarray:
+    usable = len(frames) // group * group or len(frames)
+    if group == 1 or usable < group:
+        return frames
+    return frames[:usable].reshape(-1, group, frames.shape[1]).mean(axis=1)
+
+
+def _put(arrays: dict, name: str, i: int, matrix: np.ndarray, mask: np.ndarray) -> None:
+    arrays[name][i, : len(matrix)] = matrix
+    arrays[f"{name}_mask"][i, : len(mask)] = mask
+    arrays[f"{name}_present"][i] = bool(mask.any())
+
+
+def _standardise(arrays: dict, train: np.ndarray) -> dict:
+    """Scale acoustic features by train-split mean and std (over valid frames); keep both."""
+    norms = {}
+    if "audio" in arrays:
+        mask = arrays["audio_mask"] & train[:, None]
+        frames = arrays["audio"][mask]
+        norms["audio"] = _scale(arrays["audio"], frames, arrays["audio_mask"])
+        rows = train & arrays["audio_present"]
+        norms["functionals"] = _scale(arrays["functionals"], arrays["functionals"][rows],
+                                      arrays["audio_present"])
+    return norms
+
+
+def _scale(values: np.ndarray, sample: np.ndarray, valid: np.ndarray) -> dict:
+    mean = sample.mean(axis=0) if len(sample) else np.zeros(values.shape[-1], np.float32)
+    std = sample.std(axis=0) if len(sample) else np.ones(values.shape[-1], np.float32)
+    std = np.where(std > 1e-6, std, 1.0)
+    values[valid] = (values[valid] - mean) / std
+    return {"mean": mean.tolist(), "std": std.tolist()}

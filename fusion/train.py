@@ -1,0 +1,186 @@
+"""Training MCN-CL: AdamW, warm-up + cosine, early stopping on dev weighted-F1, checkpoints.
+
+Runs on CPU or CUDA (bf16 autocast there) and under ``torchrun`` (DistributedDataParallel:
+gloo on CPU, NCCL on CUDA; each rank trains on its share of every epoch's batches, every rank
+evaluates dev, rank 0 writes). Same params and data give the same metrics on CPU.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import random
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from fusion.config import ModelConfig, TrainConfig
+from fusion.data import batches, load_meta, load_split, size
+from fusion.losses import classification_loss, contrastive_loss
+from fusion.metrics import scores
+from fusion.model import MCNCL
+from mcncl.atomic import atomic_path, write_text
+
+LOG_COLUMNS = ("epoch", "train_loss", "dev_weighted_f1", "dev_accuracy", "lr", "seconds")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("train.device is cuda but no CUDA device is visible; use auto or cpu.")
+    return torch.device(name)
+
+
+def build_model(meta: dict, model_config: ModelConfig) -> MCNCL:
+    dims = {m: int(d) for m, d in meta["dims"].items()}
+    n_functionals = len(meta["normalisation"].get("functionals", {}).get("mean", []))
+    return MCNCL(model_config, dims, n_functionals, len(meta["labels"]))
+
+
+def predict(model: nn.Module, split: dict, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Class probabilities and labels of a whole split, in order."""
+    model.eval()
+    probs = []
+    with torch.no_grad():
+        for batch in batches(split, batch_size):
+            probs.append(torch.softmax(model(batch)[0].float(), dim=-1).cpu())
+    return torch.cat(probs).numpy(), split["label"].cpu().numpy()
+
+
+def train(tensor_dir: Path, out_dir: Path, model_config: ModelConfig, config: TrainConfig,
+          resume: bool = False, echo=print) -> dict:
+    """Train, keep the best checkpoint (``model.pt``) and the learning curve; return its scores."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    device = pick_device(config.device)
+    if world > 1:
+        rank = int(os.environ["RANK"])
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    else:
+        rank = 0
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    seed_everything(config.seed)
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True)
+    meta = load_meta(tensor_dir)
+    train_split = load_split(tensor_dir, "train", device)
+    dev_split = load_split(tensor_dir, "dev", device)
+    if not size(train_split) or not size(dev_split):
+        raise ValueError(f"{tensor_dir}: the train and dev splits must both have utterances "
+                         f"(train {size(train_split)}, dev {size(dev_split)}).")
+    model = build_model(meta, model_config).to(device)
+    net = nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
+                                  weight_decay=config.weight_decay)
+    steps_per_epoch = math.ceil(size(train_split) / world / config.batch_size)
+    total = steps_per_epoch * config.epochs
+    warmup = max(1, int(config.warmup_ratio * total))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(
+        (step + 1) / warmup, 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(
+            1, total - warmup))))))
+    weights = _class_weights(train_split["label"], len(meta["labels"])) \
+        if config.class_weights else None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state = {"epoch": 0, "best": -1.0, "stale": 0, "log": []}
+    if resume and (out_dir / "last.pt").is_file():
+        state = _load_last(out_dir / "last.pt", model, optimizer, schedule, device)
+        echo(f"resuming after epoch {state['epoch']} (best dev weighted-F1 {state['best']:.4f})")
+    generator = torch.Generator().manual_seed(config.seed)
+    for _ in range(state["epoch"]):  # the same shuffles as an uninterrupted run
+        torch.randperm(size(train_split), generator=generator)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    for epoch in range(state["epoch"] + 1, config.epochs + 1):
+        started = time.perf_counter()
+        net.train()
+        losses = []
+        for batch in batches(train_split, config.batch_size, generator, rank, world):
+            with autocast:
+                logits, pooled, present = net(batch)
+                loss = classification_loss(logits.float(), batch["label"], weights,
+                                           config.focal_gamma)
+                if config.contrastive_weight > 0:
+                    loss = loss + config.contrastive_weight * sum(
+                        contrastive_loss(pooled[m][present[m]], batch["label"][present[m]],
+                                         config.temperature, config.hard_negatives,
+                                         config.hard_negative_beta) for m in pooled)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            schedule.step()
+            losses.append(loss.item())
+        probs, labels = predict(model, dev_split, config.batch_size * 4)
+        dev = scores(labels, probs.argmax(1), meta["labels"])
+        row = {"epoch": epoch, "train_loss": float(np.mean(losses)),
+               "dev_weighted_f1": dev["weighted_f1"], "dev_accuracy": dev["accuracy"],
+               "lr": schedule.get_last_lr()[0], "seconds": time.perf_counter() - started}
+        state["log"].append(row)
+        improved = dev["weighted_f1"] > state["best"]
+        state["best"] = max(state["best"], dev["weighted_f1"])
+        state["stale"] = 0 if improved else state["stale"] + 1
+        state["epoch"] = epoch
+        if rank == 0:
+            echo(f"epoch {epoch:3d}  loss {row['train_loss']:.4f}  dev weighted-F1 "
+                 f"{row['dev_weighted_f1']:.4f}  acc {row['dev_accuracy']:.4f}  "
+                 f"{row['seconds']:.1f}s" + ("  *" if improved else ""))
+            if improved:
+                _save(out_dir / "model.pt", _checkpoint(model, meta, model_config, config,
+                                                        epoch, dev))
+            _save(out_dir / "last.pt", {"model": model.state_dict(),
+                                        "optimizer": optimizer.state_dict(),
+                                        "schedule": schedule.state_dict(), "state": state})
+            _write_log(state["log"], out_dir / "train_log.csv")
+        if state["stale"] >= config.patience:
+            break
+    if world > 1:
+        dist.destroy_process_group()
+    return {"best_dev_weighted_f1": state["best"], "epochs": state["epoch"]}
+
+
+def _class_weights(labels: torch.Tensor, n: int) -> torch.Tensor:
+    counts = torch.bincount(labels, minlength=n).float().clamp(min=1)
+    return (counts.sum() / (n * counts)).to(labels.device)
+
+
+def _checkpoint(model, meta, model_config, config, epoch, dev) -> dict:
+    return {"state_dict": model.state_dict(), "model_config": asdict(model_config),
+            "train_config": asdict(config), "meta": {k: meta[k] for k in
+                                                      ("labels", "dims", "normalisation")},
+            "epoch": epoch, "dev": dev}
+
+
+def _save(path: Path, obj: dict) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def _load_last(path: Path, model, optimizer, schedule, device) -> dict:
+    saved = torch.load(path, map_location=device, weights_only=False)
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    schedule.load_state_dict(saved["schedule"])
+    return saved["state"]
+
+
+def _write_log(rows: list[dict], path: Path) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=LOG_COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(buffer.getvalue(), path)

@@ -1,0 +1,39 @@
+"""A small synthetic tensor cache (the layout fusion/tensors.py writes) for model tests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from safetensors.numpy import save_file
+
+LABELS = ["neutral", "joy", "anger"]
+DIMS = {"text": 16, "audio": 6, "visual": 5}
+
+
+def make_tensor_cache(root: Path, sizes=(96, 32, 24), seed: int = 0) -> Path:
+    """Labels are written into the text and audio features (plus noise), so they can be learnt."""
+    rng = np.random.default_rng(seed)
+    meta = {"labels": LABELS, "dims": DIMS, "splits": {},
+            "normalisation": {"functionals": {"mean": [0.0] * 4, "std": [1.0] * 4}}}
+    root.mkdir(parents=True, exist_ok=True)
+    for split, n in zip(("train", "dev", "test"), sizes, strict=True):
+        label = rng.integers(0, len(LABELS), n)
+        arrays = {"label": label, "dialogue": np.arange(n) // 4, "turn": np.arange(n) % 4,
+                  "speaker": np.arange(n) % 2, "functionals": rng.normal(size=(n, 4))}
+        for m, width, length in (("text", 16, 8), ("audio", 6, 12), ("visual", 5, 10)):
+            x = rng.normal(size=(n, length, width))
+            if m != "visual":
+                x[:, :, : len(LABELS)] += 2.0 * np.eye(len(LABELS))[label][:, None, :]
+            lengths = rng.integers(2, length + 1, n)
+            mask = np.arange(length)[None, :] < lengths[:, None]
+            present = rng.random(n) > 0.2  # a fifth of utterances miss each modality
+            mask &= present[:, None]
+            arrays[m] = (x * mask[..., None]).astype(np.float16)
+            arrays[f"{m}_mask"], arrays[f"{m}_present"] = mask, present
+        arrays["functionals"] = arrays["functionals"].astype(np.float16)
+        save_file(arrays, str(root / f"{split}.safetensors"))
+        meta["splits"][split] = [f"{split}/{i}" for i in range(n)]
+    (root / "meta.json").write_text(json.dumps(meta))
+    return root

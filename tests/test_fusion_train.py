@@ -1,0 +1,138 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from fusion.config import ModelConfig, TensorConfig, TrainConfig
+from fusion.data import load_split
+from fusion.evaluate import evaluate, load_model
+from fusion.tensors import build_tensors
+from fusion.train import predict, train
+from tests.tensor_cache import make_tensor_cache
+
+SMALL = ModelConfig(d_model=32, n_heads=4, n_layers=1)
+FAST = TrainConfig(epochs=6, batch_size=16, lr=2e-3, patience=10, num_threads=1)
+
+
+def test_training_learns_is_deterministic_and_round_trips(tmp_path: Path):
+    cache = make_tensor_cache(tmp_path / "cache")
+    first = train(cache, tmp_path / "a", SMALL, FAST, echo=lambda *_: None)
+    second = train(cache, tmp_path / "b", SMALL, FAST, echo=lambda *_: None)
+    assert first == second  # same params + data → same metrics on CPU
+    log = (tmp_path / "a" / "train_log.csv").read_text().splitlines()
+    assert log[0].startswith("epoch,train_loss,dev_weighted_f1") and len(log) == 7
+    assert first["best_dev_weighted_f1"] > 0.7  # labels are in the features: chance is ~0.33
+    model, saved = load_model(tmp_path / "a")
+    dev = load_split(cache, "dev", torch.device("cpu"))
+    probs, labels = predict(model, dev, 8)
+    from sklearn.metrics import f1_score
+
+    assert f1_score(labels, probs.argmax(1), average="weighted") == pytest.approx(
+        saved["dev"]["weighted_f1"])
+    assert saved["model_config"]["d_model"] == 32 and saved["meta"]["labels"][0] == "neutral"
+
+
+def test_evaluate_writes_metrics_predictions_and_plots(tmp_path: Path):
+    cache = make_tensor_cache(tmp_path / "cache")
+    train(cache, tmp_path / "m", SMALL, FAST, echo=lambda *_: None)
+    result = evaluate(cache, tmp_path / "m")
+    metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
+    assert metrics["split"] == "test" and metrics["n"] == 24
+    assert 0 <= metrics["macro_f1"] <= 1 and set(metrics["per_class_f1"]) <= {
+        "neutral", "joy", "anger"}
+    predictions = tmp_path / "m" / "predictions.parquet"
+    accuracy = duckdb.sql(f"select avg((label = predicted)::int), min(len(probabilities)) "
+                          f"from '{predictions}'").fetchall()[0]
+    assert accuracy == (pytest.approx(result["accuracy"]), 3)
+    assert (tmp_path / "m" / "confusion.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "m" / "confusion.csv").read_text().count("\n") == 25
+
+
+def test_resume_continues_from_the_last_epoch(tmp_path: Path):
+    cache = make_tensor_cache(tmp_path / "cache")
+    whole = train(cache, tmp_path / "whole", SMALL, FAST, echo=lambda *_: None)
+    train(cache, tmp_path / "parts", SMALL, TrainConfig(**{**FAST.__dict__, "epochs": 3}),
+          echo=lambda *_: None)
+    said = []
+    # the schedule is set by the total epochs, so resume with the same params as `whole`
+    (tmp_path / "parts" / "last.pt").unlink()
+    train(cache, tmp_path / "parts", SMALL, FAST, echo=said.append)
+    rest = train(cache, tmp_path / "parts", SMALL, FAST, resume=True, echo=said.append)
+    assert rest == whole
+    assert any("resuming after epoch 6" in s for s in said)
+
+
+def test_distributed_training_with_torchrun_gloo(tmp_path: Path):
+    cache = make_tensor_cache(tmp_path / "cache")
+    script = tmp_path / "run.py"
+    script.write_text(
+        "from pathlib import Path\n"
+        "from fusion.config import ModelConfig, TrainConfig\n"
+        "from fusion.train import train\n"
+        f"print(train(Path({str(cache)!r}), Path({str(tmp_path / 'ddp')!r}),\n"
+        "      ModelConfig(d_model=32, n_heads=4, n_layers=1),\n"
+        "      TrainConfig(epochs=2, batch_size=16, num_threads=1)))\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+         "--master_port", "29533", str(script)], capture_output=True, text=True, env=env,
+        cwd=Path(__file__).resolve().parents[1], timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.count("best_dev_weighted_f1") == 2  # both ranks finished
+    assert (tmp_path / "ddp" / "model.pt").is_file()
+    assert len((tmp_path / "ddp" / "train_log.csv").read_text().splitlines()) == 3
+
+
+def test_build_tensors_from_feature_tables(tmp_path: Path):
+    manifest = tmp_path / "manifest.parquet"
+    ids = ["a", "b", "c", "d"]
+    pq.write_table(pa.table({
+        "utterance_id": ids, "split": ["train", "train", "dev", "test"],
+        "label": ["joy", "anger", "joy", "anger"], "dialogue_id": ["d1", "d1", "d2", "d3"],
+        "turn": [0, 1, 0, 0], "speaker": ["x", "y", "x", "y"],
+    }).replace_schema_metadata({"labels": json.dumps(["joy", "anger"])}), manifest)
+    features = tmp_path / "features"
+    features.mkdir()
+    vec = lambda n: pa.list_(pa.float32(), n)  # noqa: E731
+    pq.write_table(pa.table({
+        "utterance_id": ["a", "c"],
+        "token_embeddings": pa.array([[[1.0] * 4] * 3, [[2.0] * 4] * 50], pa.list_(vec(4))),
+        "embedding": pa.array([[1.0] * 4, [2.0] * 4], vec(4)),
+    }), features / "text.parquet")
+    pq.write_table(pa.table({
+        "utterance_id": ["a", "b"],
+        "lld": pa.array([[[1.0, 2.0]] * 20, [[3.0, 6.0]] * 35], pa.list_(vec(2))),
+        "functionals": pa.array([[1.0, 1.0, 1.0], [3.0, 3.0, 3.0]], vec(3)),
+    }).replace_schema_metadata({"lld_hop_s": "0.01"}), features / "acoustic.parquet")
+    pq.write_table(pa.table({
+        "utterance_id": ["b"],
+        "aus": pa.array([[[0.5] * 3, None, [0.7] * 3]], pa.list_(vec(3))),
+    }), features / "facial.parquet")
+    meta = build_tensors(manifest, features, tmp_path / "t",
+                         TensorConfig(max_text_tokens=8, max_visual_frames=4))
+    assert meta["splits"] == {"train": ["a", "b"], "dev": ["c"], "test": ["d"]}
+    assert meta["dims"] == {"text": 4, "audio": 2, "visual": 3}
+    train_split = load_split(tmp_path / "t", "train", torch.device("cpu"))
+    assert train_split["text"].shape == (2, 8, 4) and train_split["text"].dtype == torch.float16
+    assert train_split["text_mask"].sum(1).tolist() == [3, 0]
+    assert train_split["text_present"].tolist() == [True, False]  # b has no text: masked
+    assert train_split["audio_mask"].sum(1).tolist() == [2, 3]  # 10 Hz: 20 → 2, 35 → 3 frames
+    audio = train_split["audio"].float()
+    mean, std = (2 * 1 + 3 * 3) / 5, np.sqrt((2 * 1.2**2 + 3 * 0.8**2) / 5)  # train frames
+    assert np.allclose(audio[0, :2, 0], (1 - mean) / std, atol=1e-3)
+    assert np.allclose(audio[1, :3, 0], (3 - mean) / std, atol=1e-3)
+    assert meta["normalisation"]["audio"]["mean"][0] == pytest.approx(mean)
+    assert train_split["visual_mask"].tolist()[1][:3] == [True, False, True]
+    assert train_split["label"].tolist() == [0, 1]
+    dev = load_split(tmp_path / "t", "dev", torch.device("cpu"))
+    assert dev["text_mask"].sum().item() == 8  # 50 tokens capped at 8
