@@ -52,6 +52,17 @@ def contrastive_loss(z: Tensor, labels: Tensor, temperature: float, hard_negativ
     return -per_anchor.mean()
 
 
+def total_loss(logits: Tensor, pooled: dict[str, Tensor], present: dict[str, Tensor],
+               labels: Tensor, class_weights: Tensor | None, config) -> Tensor:
+    """Classification loss plus λ × each modality's contrastive loss (``config``: TrainConfig)."""
+    loss = classification_loss(logits.float(), labels, class_weights, config.focal_gamma)
+    if config.contrastive_weight > 0:
+        loss = loss + config.contrastive_weight * sum(
+            contrastive_loss(pooled[m][present[m]], labels[present[m]], config.temperature,
+                             config.hard_negatives, config.hard_negative_beta) for m in pooled)
+    return loss
+
+
 def classification_loss(logits: Tensor, labels: Tensor, class_weights: Tensor | None,
                         focal_gamma: float) -> Tensor:
     if focal_gamma <= 0:

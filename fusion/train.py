@@ -23,7 +23,7 @@ from torch import nn
 
 from fusion.config import ModelConfig, TrainConfig
 from fusion.data import batches, load_meta, load_split, size
-from fusion.losses import classification_loss, contrastive_loss
+from fusion.losses import total_loss
 from fusion.metrics import scores
 from fusion.model import MCNCL
 from mcncl.atomic import atomic_path, write_text
@@ -112,13 +112,7 @@ def train(tensor_dir: Path, out_dir: Path, model_config: ModelConfig, config: Tr
         for batch in batches(train_split, config.batch_size, generator, rank, world):
             with autocast:
                 logits, pooled, present = net(batch)
-                loss = classification_loss(logits.float(), batch["label"], weights,
-                                           config.focal_gamma)
-                if config.contrastive_weight > 0:
-                    loss = loss + config.contrastive_weight * sum(
-                        contrastive_loss(pooled[m][present[m]], batch["label"][present[m]],
-                                         config.temperature, config.hard_negatives,
-                                         config.hard_negative_beta) for m in pooled)
+                loss = total_loss(logits, pooled, present, batch["label"], weights, config)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import duckdb
 import pyarrow.compute as pc
 import typer
 from rich.console import Console
@@ -178,6 +179,94 @@ def evaluate(params: Path = PARAMS) -> None:
     console.print(f"{result['split']}: weighted-F1 {result['weighted_f1']:.4f}, accuracy "
                   f"{result['accuracy']:.4f}, macro-F1 {result['macro_f1']:.4f} "
                   f"(n={result['n']}) → {model_dir / 'metrics.json'}")
+
+
+@app.command("query")
+def query(
+    sql: str = typer.Argument("", help="SQL over the views manifest, acoustic, facial, text, "
+                              "errors, predictions (and <corpus>.<view>)."),
+    output: str = typer.Option("table", "--format", help="table, csv or parquet."),
+    out: Path = typer.Option(None, help="Write the result here (csv or parquet)."),
+    init_file: Path = typer.Option(None, help="Write the view definitions as a SQL file "
+                                   "for the duckdb CLI (`duckdb -init FILE`)."),
+    shell: bool = typer.Option(False, help="An interactive SQL prompt over the views."),
+    params: Path = PARAMS,
+) -> None:
+    """DuckDB SQL over the extracted features and predictions, read in place."""
+    from mcncl.query import connect, view_sql
+
+    try:
+        corpus = load_params(params).corpus.name
+    except ConfigError as exc:
+        fail(str(exc))
+    data = Path("data")
+    if init_file:
+        atomic.write_text(";\n".join(view_sql(data, corpus)) + ";\n", init_file)
+        console.print(f"views written to {init_file}; open them with: duckdb -init {init_file}")
+        return
+    con = connect(data, corpus)
+    if shell:
+        _shell(con)
+        return
+    if not sql:
+        fail("give a SQL query, e.g. mcncl query \"select label, count(*) from manifest "
+             "group by label\", or use --shell.")
+    try:
+        relation = con.sql(sql)
+        if output == "table":
+            typer.echo(str(relation))  # DuckDB's own box rendering, to stdout
+        elif output in ("csv", "parquet"):
+            target = out or Path(f"query.{output}")
+            relation.to_csv(str(target)) if output == "csv" else relation.to_parquet(str(target))
+            console.print(f"{target} written")
+        else:
+            fail(f"--format {output!r} is unknown; use table, csv or parquet.")
+    except duckdb.Error as exc:
+        fail(f"{exc}".splitlines()[0])
+
+
+def _shell(con) -> None:
+    console.print("SQL over: " + ", ".join(sorted(
+        r[0] for r in con.sql("select view_name from duckdb_views() where schema_name = "
+                              "'main' and not internal").fetchall())) + ". End with ; — "
+                  "Ctrl-D quits.")
+    buffer = ""
+    while True:
+        try:
+            line = input("mcncl> " if not buffer else "  ...> ")
+        except EOFError:
+            return
+        buffer += line + "\n"
+        if buffer.strip().endswith(";"):
+            try:
+                print(con.sql(buffer))
+            except duckdb.Error as exc:
+                print(f"error: {exc}".splitlines()[0])
+            buffer = ""
+
+
+@app.command("ablations")
+def ablations(params: Path = PARAMS, run: bool = typer.Option(
+        False, help="Train and evaluate each one now on the current tensor cache.")) -> None:
+    """The ablations: their `dvc exp run` commands, or (--run) one table of their scores."""
+    from fusion.ablations import ABLATIONS, dvc_command, run_all
+
+    if not run:
+        for name in ABLATIONS:
+            typer.echo(dvc_command(name))
+        return
+    try:
+        config, _, _, tensor_dir, _ = _stage_paths(params)
+        rows = run_all(tensor_dir, config.model, config.train, echo=console.print)
+    except (ConfigError, OSError, ValueError) as exc:
+        fail(str(exc))
+    table = Table(title=f"ablations on {tensor_dir} ({rows[0]['split'] if rows else '-'})")
+    for column in ("ablation", "weighted-F1", "accuracy", "macro-F1"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row["ablation"], f"{row['weighted_f1']:.4f}", f"{row['accuracy']:.4f}",
+                      f"{row['macro_f1']:.4f}")
+    Console().print(table)
 
 
 @demo_app.command("build")
