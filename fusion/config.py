@@ -28,6 +28,7 @@ class ModelConfig:
     pyramid_kernels: tuple[int, ...] = (3, 5, 7)  # visual temporal pyramid ("PSA")
     se_reduction: int = 4  # squeeze-and-excitation bottleneck over AU channels
     context: bool = False  # dialogue-context encoder over the utterances of a dialogue
+    max_speakers: int = 512  # context: speaker embeddings (codes beyond wrap around)
 
 
 @dataclass(frozen=True)

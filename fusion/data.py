@@ -29,11 +29,40 @@ def size(split: dict[str, Tensor]) -> int:
 
 
 def batches(split: dict[str, Tensor], batch_size: int, generator: torch.Generator | None = None,
-            rank: int = 0, world: int = 1) -> Iterator[dict[str, Tensor]]:
-    """Batches in order, or shuffled by ``generator``; with several ranks each takes its part."""
+            rank: int = 0, world: int = 1, by_dialogue: bool = False
+            ) -> Iterator[dict[str, Tensor]]:
+    """Batches in order, or shuffled by ``generator``; with several ranks each takes its part.
+
+    ``by_dialogue`` keeps each dialogue's utterances together in one batch (in turn order),
+    for the dialogue-context encoder. Each batch carries ``index``: its rows in ``split``.
+    """
+    groups = _groups(split, by_dialogue)
+    if generator is not None:
+        groups = [groups[i] for i in torch.randperm(len(groups), generator=generator)]
+    groups = groups[rank::world]
+    current: list[Tensor] = []
+    count = 0
+    for group in groups + [None]:
+        if group is None or (current and count + len(group) > batch_size):
+            if current:
+                chosen = torch.cat(current).to(split["label"].device)
+                yield {"index": chosen, **{k: v[chosen] for k, v in split.items()}}
+            current, count = [], 0
+        if group is not None:
+            current.append(group)
+            count += len(group)
+
+
+def skip_epoch(split: dict[str, Tensor], generator: torch.Generator, by_dialogue: bool) -> None:
+    """Advance ``generator`` as one epoch of :func:`batches` would (for resuming)."""
+    torch.randperm(len(_groups(split, by_dialogue)), generator=generator)
+
+
+def _groups(split: dict[str, Tensor], by_dialogue: bool) -> list[Tensor]:
     n = size(split)
-    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
-    order = order[rank::world].to(split["label"].device)
-    for start in range(0, len(order), batch_size):
-        chosen = order[start:start + batch_size]
-        yield {k: v[chosen] for k, v in split.items()}
+    if not by_dialogue:
+        return list(torch.arange(n).split(1))
+    dialogue, turn = split["dialogue"].cpu(), split["turn"].cpu()
+    order = torch.argsort(dialogue * (int(turn.max()) + 1 if n else 1) + turn, stable=True)
+    _, counts = torch.unique_consecutive(dialogue[order], return_counts=True)
+    return list(order.split(counts.tolist()))

@@ -110,6 +110,37 @@ class AttentionPool(nn.Module):
         return (torch.softmax(scores, dim=-1).unsqueeze(-1) * x).sum(1)
 
 
+class DialogueContext(nn.Module):
+    """A speaker-aware bidirectional GRU over the utterances of each dialogue in the batch.
+
+    Utterances are ordered by turn within their dialogue; each one's fused vector plus an
+    embedding of its speaker goes in, and the GRU's output is added back (residual).
+    """
+
+    def __init__(self, d: int, max_speakers: int):
+        super().__init__()
+        self.speakers = max_speakers
+        self.speaker = nn.Embedding(max_speakers, d)
+        self.rnn = nn.GRU(d, d // 2, batch_first=True, bidirectional=True)
+        self.out = nn.Linear(2 * (d // 2), d)
+        self.norm = nn.LayerNorm(d)
+
+    def forward(self, x: Tensor, dialogue: Tensor, turn: Tensor, speaker: Tensor) -> Tensor:
+        order = torch.argsort(dialogue * (int(turn.max()) + 1) + turn, stable=True)
+        _, counts = torch.unique_consecutive(dialogue[order], return_counts=True)
+        inputs = x[order] + self.speaker(speaker[order] % self.speakers)
+        sequences = nn.utils.rnn.pad_sequence(list(inputs.split(counts.tolist())),
+                                              batch_first=True)
+        packed = nn.utils.rnn.pack_padded_sequence(sequences, counts.cpu(), batch_first=True,
+                                                   enforce_sorted=False)
+        outputs, _ = self.rnn(packed)
+        outputs, _ = nn.utils.rnn.pad_packed_sequence(outputs, batch_first=True)
+        steps = torch.cat([outputs[i, :c] for i, c in enumerate(counts.tolist())])
+        context = torch.empty_like(x)
+        context[order] = self.out(steps)
+        return self.norm(x + context)
+
+
 class MCNCL(nn.Module):
     def __init__(self, config: ModelConfig, dims: dict[str, int], n_functionals: int,
                  n_classes: int):
@@ -119,9 +150,6 @@ class MCNCL(nn.Module):
         if not self.names:
             raise ValueError(f"model.modalities {list(config.modalities)} has none of the "
                              f"features built ({', '.join(dims) or 'none'}).")
-        if config.context:
-            raise ValueError("model.context (the dialogue-context encoder) is not built yet; "
-                             "set it to false.")
         d = config.d_model
         self.encoders = nn.ModuleDict({
             m: Encoder(dims[m], config, extra=n_functionals if m == "audio" else 0,
@@ -135,6 +163,8 @@ class MCNCL(nn.Module):
         self.pool = nn.ModuleDict({m: AttentionPool(d) for m in self.names})
         self.gate = nn.Linear(d * len(self.names), len(self.names))
         fused = d * len(self.names) if config.fusion == "concat" else d
+        self.context = DialogueContext(fused, config.max_speakers) if config.context else None
+        self.n_classes = n_classes
         self.classifier = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(fused, d),
                                         nn.GELU(), nn.Linear(d, n_classes))
 
@@ -160,4 +190,6 @@ class MCNCL(nn.Module):
             gates = self.gate(stacked.flatten(1)).masked_fill(~available, float("-inf"))
             weights = torch.softmax(gates, dim=-1).nan_to_num(0.0)  # no modality: all zero
             fused = (weights.unsqueeze(-1) * stacked).sum(1)
+        if self.context is not None:
+            fused = self.context(fused, batch["dialogue"], batch["turn"], batch["speaker"])
         return self.classifier(fused), pooled, present

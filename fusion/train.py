@@ -22,7 +22,7 @@ import torch.distributed as dist
 from torch import nn
 
 from fusion.config import ModelConfig, TrainConfig
-from fusion.data import batches, load_meta, load_split, size
+from fusion.data import batches, load_meta, load_split, size, skip_epoch
 from fusion.losses import total_loss
 from fusion.metrics import scores
 from fusion.model import MCNCL
@@ -52,13 +52,13 @@ def build_model(meta: dict, model_config: ModelConfig) -> MCNCL:
 
 
 def predict(model: nn.Module, split: dict, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Class probabilities and labels of a whole split, in order."""
+    """Class probabilities and labels of a whole split, in the split's order."""
     model.eval()
-    probs = []
+    probs = torch.zeros(size(split), model.n_classes)
     with torch.no_grad():
-        for batch in batches(split, batch_size):
-            probs.append(torch.softmax(model(batch)[0].float(), dim=-1).cpu())
-    return torch.cat(probs).numpy(), split["label"].cpu().numpy()
+        for batch in batches(split, batch_size, by_dialogue=model.config.context):
+            probs[batch["index"].cpu()] = torch.softmax(model(batch)[0].float(), dim=-1).cpu()
+    return probs.numpy(), split["label"].cpu().numpy()
 
 
 def train(tensor_dir: Path, out_dir: Path, model_config: ModelConfig, config: TrainConfig,
@@ -103,13 +103,14 @@ def train(tensor_dir: Path, out_dir: Path, model_config: ModelConfig, config: Tr
         echo(f"resuming after epoch {state['epoch']} (best dev weighted-F1 {state['best']:.4f})")
     generator = torch.Generator().manual_seed(config.seed)
     for _ in range(state["epoch"]):  # the same shuffles as an uninterrupted run
-        torch.randperm(size(train_split), generator=generator)
+        skip_epoch(train_split, generator, model_config.context)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     for epoch in range(state["epoch"] + 1, config.epochs + 1):
         started = time.perf_counter()
         net.train()
         losses = []
-        for batch in batches(train_split, config.batch_size, generator, rank, world):
+        for batch in batches(train_split, config.batch_size, generator, rank, world,
+                             by_dialogue=model_config.context):
             with autocast:
                 logits, pooled, present = net(batch)
                 loss = total_loss(logits, pooled, present, batch["label"], weights, config)

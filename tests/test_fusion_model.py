@@ -100,3 +100,22 @@ def test_hard_negative_weighting_favours_the_most_similar_negative():
     labels = torch.tensor([0, 0, 1, 1])
     assert (contrastive_loss(z, labels, 0.5, "exp", 5.0)
             > contrastive_loss(z, labels, 0.5, "none", 0.0))
+
+
+def test_dialogue_context_sees_its_dialogue_only(batch):
+    net = model(context=True)
+    logits = net(batch)[0]
+    shuffled_order = torch.randperm(16, generator=torch.Generator().manual_seed(1))
+    shuffled = {k: v[shuffled_order] for k, v in batch.items()}
+    assert torch.allclose(net(shuffled)[0], logits[shuffled_order], atol=1e-5)  # order-free
+    dialogue = batch["dialogue"]
+    changed = dict(batch)
+    changed["text"] = batch["text"].clone()
+    i = int(torch.nonzero(batch["text_present"])[0])
+    changed["text"][i] += 3.0  # utterance i says something else now
+    moved = net(changed)[0]
+    neighbours = (dialogue == dialogue[i]) & (torch.arange(16) != i)
+    others = dialogue != dialogue[i]
+    assert neighbours.any() and others.any()
+    assert not torch.allclose(moved[neighbours], logits[neighbours], atol=1e-4)
+    assert torch.allclose(moved[others], logits[others], atol=1e-5)

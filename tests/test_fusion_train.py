@@ -136,3 +136,26 @@ def test_build_tensors_from_feature_tables(tmp_path: Path):
     assert train_split["label"].tolist() == [0, 1]
     dev = load_split(tmp_path / "t", "dev", torch.device("cpu"))
     assert dev["text_mask"].sum().item() == 8  # 50 tokens capped at 8
+
+
+def test_context_training_batches_whole_dialogues_and_predicts_in_order(tmp_path: Path):
+    from fusion.data import batches as make_batches
+
+    cache = make_tensor_cache(tmp_path / "cache")
+    split = load_split(cache, "train", torch.device("cpu"))
+    seen = []
+    for b in make_batches(split, 10, torch.Generator().manual_seed(0), by_dialogue=True):
+        dialogues = b["dialogue"].tolist()
+        assert all((split["dialogue"] == d).sum() == dialogues.count(d) for d in dialogues)
+        seen += b["index"].tolist()
+    assert sorted(seen) == list(range(96))
+    result = train(cache, tmp_path / "ctx", ModelConfig(d_model=32, n_heads=4, n_layers=1,
+                                                        context=True), FAST,
+                   echo=lambda *_: None)
+    assert result["best_dev_weighted_f1"] > 0.6
+    model, saved = load_model(tmp_path / "ctx")
+    probs, labels = predict(model, load_split(cache, "dev", torch.device("cpu")), 8)
+    from sklearn.metrics import f1_score
+
+    assert f1_score(labels, probs.argmax(1), average="weighted") == pytest.approx(
+        saved["dev"]["weighted_f1"])
