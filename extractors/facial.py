@@ -10,9 +10,11 @@ Frames without a face are masked: ``face_present`` is false and their AU entry i
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
-import threading
+import queue
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,7 +81,8 @@ def packaged_model() -> Path:
 
 
 class MediaPipeBackend:
-    """FaceLandmarker in VIDEO mode; one landmarker per thread (they are not thread-safe)."""
+    """FaceLandmarker in VIDEO mode from a pool: one clip uses one landmarker at a time (they
+    are not thread-safe), and landmarkers outlive the threads and runs that used them."""
 
     def __init__(self, config: FacialConfig):
         import mediapipe
@@ -90,33 +93,43 @@ class MediaPipeBackend:
             raise ValueError(f"facial.model_path {config.model_path!r} is not a file; give the "
                              "path of a face_landmarker.task or leave it empty.")
         self.version = f"mediapipe-{mediapipe.__version__}+{_short_hash(self.model)}"
-        self._local = threading.local()
+        self._idle: queue.SimpleQueue = queue.SimpleQueue()  # [landmarker, clock in ms]
 
-    def _landmarker(self):
-        if not hasattr(self._local, "landmarker"):
-            from mediapipe.tasks.python import BaseOptions, vision
+    def _create(self) -> list:
+        from mediapipe.tasks.python import BaseOptions, vision
 
-            options = vision.FaceLandmarkerOptions(
-                base_options=BaseOptions(model_asset_path=str(self.model)),
-                running_mode=vision.RunningMode.VIDEO, num_faces=4,
-                min_face_detection_confidence=self.config.min_face_confidence,
-                min_face_presence_confidence=self.config.min_face_confidence,
-                output_face_blendshapes=True,
-            )
-            self._local.landmarker = vision.FaceLandmarker.create_from_options(options)
-            self._local.clock_ms = 0  # VIDEO mode needs increasing time stamps across clips
-        return self._local.landmarker
+        options = vision.FaceLandmarkerOptions(
+            base_options=BaseOptions(model_asset_path=str(self.model)),
+            running_mode=vision.RunningMode.VIDEO, num_faces=4,
+            min_face_detection_confidence=self.config.min_face_confidence,
+            min_face_presence_confidence=self.config.min_face_confidence,
+            output_face_blendshapes=True,
+        )
+        return [vision.FaceLandmarker.create_from_options(options), 0]
 
-    def start_clip(self) -> None:
-        self._landmarker()
-        self._local.clock_ms += 10_000
+    @contextlib.contextmanager
+    def clip(self) -> Iterator[Callable[[float, np.ndarray], tuple | None]]:
+        """Yield ``detect(t, rgb)`` for the frames of one clip, in time order."""
+        try:
+            held = self._idle.get_nowait()
+        except queue.Empty:
+            held = self._create()
+        start = held[1] + 10_000  # VIDEO mode needs increasing time stamps across clips
 
-    def detect(self, t: float, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        def detect(t: float, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+            held[1] = start + int(t * 1000)
+            return self._detect(held[0], held[1], rgb)
+
+        try:
+            yield detect
+        finally:
+            self._idle.put(held)
+
+    def _detect(self, landmarker, stamp: int, rgb: np.ndarray):
         import mediapipe
 
         image = mediapipe.Image(image_format=mediapipe.ImageFormat.SRGB, data=rgb)
-        stamp = self._local.clock_ms + int(t * 1000)
-        result = self._landmarker().detect_for_video(image, stamp)
+        result = landmarker.detect_for_video(image, stamp)
         if not result.face_landmarks:
             return None
         largest = max(range(len(result.face_landmarks)),
@@ -126,9 +139,6 @@ class MediaPipeBackend:
                        np.float32)
         blend = np.array([c.score for c in result.face_blendshapes[largest]], np.float32)
         return aus, blend
-
-    def end_clip(self, t: float) -> None:
-        self._local.clock_ms += int(t * 1000)
 
 
 def _area(landmarks) -> float:
@@ -147,8 +157,13 @@ class FacialExtractor:
     def __init__(self, config: FacialConfig):
         if config.backend == "mediapipe":
             self.backend = MediaPipeBackend(config)
+        elif config.backend == "pyfeat":
+            from extractors.pyfeat_backend import PyFeatBackend
+
+            self.backend = PyFeatBackend(config)
         else:
-            raise ValueError(f"facial.backend {config.backend!r} is unknown; use mediapipe.")
+            raise ValueError(f"facial.backend {config.backend!r} is unknown; "
+                             "use mediapipe or pyfeat.")
         self.config = config
         self.version = f"{VERSION}+{self.backend.version}"
         vector = pa.list_(pa.float32(), len(AUS))
@@ -174,19 +189,17 @@ class FacialExtractor:
     def _one(self, utt: UtteranceInput) -> Result:
         c = self.config
         times, present, aus, blends = [], [], [], []
-        self.backend.start_clip()
         try:
-            for t, rgb in sample_frames(utt.video_path, c.fps, c.max_frames, c.max_width,
-                                        utt.start_s, utt.end_s):
-                face = self.backend.detect(t, rgb)
-                times.append(t)
-                present.append(face is not None)
-                aus.append(face[0] if face else None)
-                blends.append(face[1] if face and face[1] is not None else None)
+            with self.backend.clip() as detect:
+                for t, rgb in sample_frames(utt.video_path, c.fps, c.max_frames, c.max_width,
+                                            utt.start_s, utt.end_s):
+                    face = detect(t, rgb)
+                    times.append(t)
+                    present.append(face is not None)
+                    aus.append(face[0] if face else None)
+                    blends.append(face[1] if face and face[1] is not None else None)
         except MediaError as exc:
             return Failure(exc.kind, str(exc))
-        finally:
-            self.backend.end_clip(times[-1] if times else 0.0)
         if not times:
             return Failure("no_frames", f"{utt.video_path}: no video frames could be decoded "
                            "in the utterance's time span.")

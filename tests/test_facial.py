@@ -108,7 +108,7 @@ def test_several_faces_take_the_largest(tmp_path, extractor):
 
 
 def test_config_errors(tmp_path):
-    with pytest.raises(ValueError, match="facial.backend 'openface' is unknown"):
+    with pytest.raises(ValueError, match="facial.backend 'openface' is unknown; use mediapipe or"):
         FacialExtractor(FacialConfig(backend="openface"))
     with pytest.raises(ValueError, match="facial.model_path '/nope.task' is not a file"):
         FacialExtractor(FacialConfig(model_path="/nope.task"))
