@@ -159,3 +159,18 @@ def test_context_training_batches_whole_dialogues_and_predicts_in_order(tmp_path
 
     assert f1_score(labels, probs.argmax(1), average="weighted") == pytest.approx(
         saved["dev"]["weighted_f1"])
+
+
+def test_ablations_table_and_dvc_commands(tmp_path: Path):
+    from fusion.ablations import ABLATIONS, dvc_command, run_all
+
+    assert dvc_command("text-only") == "dvc exp run -n text-only -S 'model.modalities=[text]'"
+    assert dvc_command("no-hard-negatives") == (
+        "dvc exp run -n no-hard-negatives -S 'train.hard_negatives=none'")
+    cache = make_tensor_cache(tmp_path / "cache")
+    rows = run_all(cache, SMALL, TrainConfig(epochs=2, batch_size=32, num_threads=1),
+                   echo=lambda *_: None)
+    assert [r["ablation"] for r in rows] == list(ABLATIONS)
+    assert all(r["split"] == "test" and 0 <= r["weighted_f1"] <= 1 for r in rows)
+    by_name = {r["ablation"]: r for r in rows}
+    assert by_name["full"] != by_name["visual-only"]  # different models, different scores
