@@ -33,7 +33,7 @@ def test_dvc_repro_builds_demo_and_manifest_then_is_up_to_date(tmp_path: Path):
     plots = run_in(project, "dvc", "plots", "show", "--json")
     assert plots.returncode == 0, plots.stderr
     assert {"data/models/demo/train_log.csv", "data/models/demo/confusion.csv"} <= set(
-        json.loads(plots.stdout))
+        json.loads(plots.stdout)["data"])
     predictions = project / "data" / "models" / "demo" / "predictions.parquet"
     assert duckdb.sql(f"select count(*) from '{predictions}'").fetchall() == [(12,)]
     again = run_in(project, "dvc", "repro")
