@@ -8,16 +8,25 @@ export DVC_NO_ANALYTICS := 1
 export HF_HUB_OFFLINE := 1
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 90
 
-.PHONY: setup demo test lint
+.PHONY: setup demo test lint ui ui-stop
 
 setup:
 	@bash scripts/setup.sh
 
 demo: setup
 	dvc repro
+	mcncl report
+	dvc metrics show
 
-test: setup
+test:
+	@bash scripts/setup.sh chromium
 	python -m pytest
 
 lint: setup
 	ruff check .
+
+ui: setup
+	mcncl ui
+
+ui-stop: setup
+	mcncl ui --stop

@@ -95,6 +95,14 @@ class MediaPipeBackend:
         self.version = f"mediapipe-{mediapipe.__version__}+{_short_hash(self.model)}"
         self._idle: queue.SimpleQueue = queue.SimpleQueue()  # [landmarker, clock in ms]
 
+    def close(self) -> None:
+        """Close the idle landmarkers."""
+        while True:
+            try:
+                self._idle.get_nowait()[0].close()
+            except queue.Empty:
+                return
+
     def _create(self) -> list:
         from mediapipe.tasks.python import BaseOptions, vision
 
@@ -185,6 +193,11 @@ class FacialExtractor:
 
     def extract(self, utts: list[UtteranceInput]) -> list[Result]:
         return [self._one(utt) for utt in utts]
+
+    def close(self) -> None:
+        """Release the detector now (a one-off use; flows keep theirs for the next run)."""
+        if hasattr(self.backend, "close"):
+            self.backend.close()
 
     def _one(self, utt: UtteranceInput) -> Result:
         c = self.config

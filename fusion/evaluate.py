@@ -66,6 +66,15 @@ def evaluate(tensor_dir: Path, model_dir: Path, split: str = "test") -> dict:
     return result
 
 
+def summary_rows(result: dict) -> list[dict]:
+    """The scores as rows (measure, value): overall first, then F1 per class."""
+    rows = [{"measure": f"{name} ({result['split']}, n={result['n']})", "value": result[key]}
+            for key, name in (("weighted_f1", "weighted-F1"), ("accuracy", "accuracy"),
+                              ("macro_f1", "macro-F1"))]
+    return rows + [{"measure": f"F1 {label}", "value": f1}
+                   for label, f1 in result["per_class_f1"].items()]
+
+
 def _confusion_png(matrix: np.ndarray, names: list[str], path: Path, title: str) -> None:
     import matplotlib
 

@@ -9,6 +9,7 @@ masked, never faked. Acoustic features are standardised with train-split statist
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +23,13 @@ from mcncl.atomic import atomic_path, write_text
 SPLITS = ("train", "dev", "test")
 
 
-def build_tensors(manifest: Path, features: Path, out: Path, config: TensorConfig) -> dict:
-    """Write ``out/<split>.safetensors`` and ``out/meta.json``; return the metadata."""
+def build_tensors(manifest: Path, features: Path, out: Path, config: TensorConfig,
+                  normalisation: dict | None = None) -> dict:
+    """Write ``out/<split>.safetensors`` and ``out/meta.json``; return the metadata.
+
+    Acoustic features are standardised with the train split's statistics, or with
+    ``normalisation`` when given (a trained model's, for new clips).
+    """
     table = pq.read_table(manifest)
     labels = manifest_labels(table)
     rows = table.select(["utterance_id", "split", "label", "dialogue_id", "turn",
@@ -45,9 +51,10 @@ def build_tensors(manifest: Path, features: Path, out: Path, config: TensorConfi
         dims["visual"] = _visual(features / "facial.parquet", index, n, config, arrays)
     split_of = np.array([r["split"] for r in rows])
     train = split_of == "train"
-    norms = _standardise(arrays, train)
+    norms = _standardise(arrays, train, normalisation or {})
     out.mkdir(parents=True, exist_ok=True)
-    meta = {"labels": labels, "dims": dims, "normalisation": norms, "splits": {}}
+    meta = {"labels": labels, "dims": dims, "normalisation": norms, "tensors": asdict(config),
+            "splits": {}}
     dtype = np.dtype(config.dtype)
     for split in SPLITS:
         chosen = np.flatnonzero(split_of == split)
@@ -135,22 +142,26 @@ def _put(arrays: dict, name: str, i: int, matrix: np.ndarray, mask: np.ndarray) 
     arrays[f"{name}_present"][i] = bool(mask.any())
 
 
-def _standardise(arrays: dict, train: np.ndarray) -> dict:
+def _standardise(arrays: dict, train: np.ndarray, given: dict) -> dict:
     """Scale acoustic features by train-split mean and std (over valid frames); keep both."""
     norms = {}
     if "audio" in arrays:
         mask = arrays["audio_mask"] & train[:, None]
         frames = arrays["audio"][mask]
-        norms["audio"] = _scale(arrays["audio"], frames, arrays["audio_mask"])
+        norms["audio"] = _scale(arrays["audio"], frames, arrays["audio_mask"], given.get("audio"))
         rows = train & arrays["audio_present"]
         norms["functionals"] = _scale(arrays["functionals"], arrays["functionals"][rows],
-                                      arrays["audio_present"])
+                                      arrays["audio_present"], given.get("functionals"))
     return norms
 
 
-def _scale(values: np.ndarray, sample: np.ndarray, valid: np.ndarray) -> dict:
-    mean = sample.mean(axis=0) if len(sample) else np.zeros(values.shape[-1], np.float32)
-    std = sample.std(axis=0) if len(sample) else np.ones(values.shape[-1], np.float32)
-    std = np.where(std > 1e-6, std, 1.0)
+def _scale(values: np.ndarray, sample: np.ndarray, valid: np.ndarray,
+           given: dict | None) -> dict:
+    if given:
+        mean, std = (np.asarray(given[k], np.float32) for k in ("mean", "std"))
+    else:
+        mean = sample.mean(axis=0) if len(sample) else np.zeros(values.shape[-1], np.float32)
+        std = sample.std(axis=0) if len(sample) else np.ones(values.shape[-1], np.float32)
+        std = np.where(std > 1e-6, std, 1.0)
     values[valid] = (values[valid] - mean) / std
     return {"mean": mean.tolist(), "std": std.tolist()}

@@ -154,10 +154,9 @@ def _class_weights(labels: torch.Tensor, n: int) -> torch.Tensor:
 
 
 def _checkpoint(model, meta, model_config, config, epoch, dev) -> dict:
+    kept = {k: meta[k] for k in ("labels", "dims", "normalisation", "tensors") if k in meta}
     return {"state_dict": model.state_dict(), "model_config": asdict(model_config),
-            "train_config": asdict(config), "meta": {k: meta[k] for k in
-                                                      ("labels", "dims", "normalisation")},
-            "epoch": epoch, "dev": dev}
+            "train_config": asdict(config), "meta": kept, "epoch": epoch, "dev": dev}
 
 
 def _save(path: Path, obj: dict) -> None:

@@ -14,6 +14,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+_UMASK = os.umask(0)  # read once, at import, while no other thread creates files
+os.umask(_UMASK)
+
 
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike, fsync: bool = True) -> Iterator[Path]:
@@ -32,6 +35,7 @@ def atomic_path(target: str | os.PathLike, fsync: bool = True) -> Iterator[Path]
         ) from exc
     os.close(fd)
     tmp = Path(tmp_name)
+    tmp.chmod(0o666 & ~_UMASK)  # mkstemp makes 0600; the result gets the usual permissions
     try:
         yield tmp
         if fsync:

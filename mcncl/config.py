@@ -59,7 +59,7 @@ class ExtractConfig:
 
 @dataclass(frozen=True)
 class Params:
-    corpus: CorpusConfig = field(default_factory=CorpusConfig)
+    corpora: dict[str, CorpusConfig] = field(default_factory=lambda: {"demo": CorpusConfig()})
     demo: DemoConfig = field(default_factory=DemoConfig)
     extract: ExtractConfig = field(default_factory=ExtractConfig)
     acoustic: AcousticConfig = field(default_factory=AcousticConfig)
@@ -68,6 +68,15 @@ class Params:
     tensors: TensorConfig = field(default_factory=TensorConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def corpus(self, name: str = "") -> CorpusConfig:
+        """The corpus called ``name`` under ``corpora`` (default: the first one listed)."""
+        if not name:
+            return next(iter(self.corpora.values()))
+        if name not in self.corpora:
+            raise ConfigError(f"corpus {name!r} is not under corpora in params.yaml; add it "
+                              f"there or use one of {', '.join(self.corpora)}.")
+        return self.corpora[name]
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
@@ -79,11 +88,28 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc}); fix the syntax.") from None
-    sections = {}
-    for f in dataclasses.fields(Params):
+    names = [f.name for f in dataclasses.fields(Params)]
+    unknown = set(raw) - set(names)
+    if unknown:
+        hint = " (a corpus now goes under corpora: <name>:)" if "corpus" in unknown else ""
+        raise ConfigError(f"{path}: unknown section(s) {', '.join(sorted(unknown))}{hint}; "
+                          f"valid sections are {', '.join(names)}.")
+    sections: dict[str, Any] = {"corpora": _corpora(raw.get("corpora"), path)}
+    for f in dataclasses.fields(Params)[1:]:
         section_type = get_type_hints(Params)[f.name]
         sections[f.name] = _build(section_type, raw.get(f.name) or {}, f"{path}: {f.name}")
     return Params(**sections)
+
+
+def _corpora(raw: Any, path: Path) -> dict[str, CorpusConfig]:
+    """``corpora``: corpus name → its settings; every one gets its own pipeline in dvc.yaml."""
+    if raw is None:
+        return Params().corpora
+    if not isinstance(raw, dict) or not raw:
+        raise ConfigError(f"{path}: corpora must map corpus names to their settings, e.g. "
+                          "corpora: {demo: {kind: meld, root: data/demo}}; fix it.")
+    return {str(name): _build(CorpusConfig, {**(values or {}), "name": str(name)},
+                              f"{path}: corpora.{name}") for name, values in raw.items()}
 
 
 def _build(cls: type, values: dict[str, Any], where: str) -> Any:

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Create or reuse .venv and install the project into it; install ffmpeg and espeak-ng when absent.
 # Fast when nothing changed: the install is skipped while .venv/.install-stamp matches pyproject.toml.
+#   scripts/setup.sh [more Debian packages]   (make test adds chromium, for the report check)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
-system_packages=(ffmpeg espeak-ng)
+system_packages=(ffmpeg espeak-ng "$@")
 missing=()
 for tool in "${system_packages[@]}"; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")

@@ -47,7 +47,7 @@ def test_unknown_kind(tmp_path: Path):
 
 def test_manifest_stage_reads_params(tmp_path: Path):
     write_csv(tmp_path / "c" / "dev_sent_emo.csv", [row(1, "Hi!", "joy", 0, 0)])
-    (tmp_path / "params.yaml").write_text("corpus:\n  name: tiny\n  kind: meld\n  root: c\n")
+    (tmp_path / "params.yaml").write_text("corpora:\n  tiny:\n    kind: meld\n    root: c\n")
     result = run("manifest", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     table = duckdb.sql(f"select utterance_id from '{tmp_path}/data/manifests/tiny.parquet'")

@@ -11,23 +11,34 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_repo_params_load_typed():
     params = load_params(REPO / "params.yaml")
-    assert params.corpus == CorpusConfig()  # the shipped params are the documented defaults
-    assert params.corpus.dev_actors == (11, 12)
+    assert params.corpora == {"demo": CorpusConfig()}  # shipped params = documented defaults
+    assert params.corpus().dev_actors == (11, 12)
 
 
 def test_params_override_and_convert(tmp_path: Path):
     path = tmp_path / "params.yaml"
-    path.write_text("corpus:\n  kind: iemocap\n  label_set: 4\n  dev_actors: ['3']\n")
-    corpus = load_params(path).corpus
-    assert (corpus.kind, corpus.label_set, corpus.dev_actors) == ("iemocap", "4", (3,))
+    path.write_text("corpora:\n  meld: {kind: meld}\n  iemo:\n    kind: iemocap\n"
+                    "    label_set: 4\n    dev_actors: ['3']\n")
+    params = load_params(path)
+    corpus = params.corpus("iemo")
+    assert (corpus.name, corpus.kind, corpus.label_set, corpus.dev_actors) == (
+        "iemo", "iemocap", "4", (3,))
+    assert params.corpus().name == "meld"  # the first listed is the default
+    with pytest.raises(ConfigError, match="corpus 'ravdess' is not under corpora in params.yaml; "
+                       "add it there or use one of meld, iemo."):
+        params.corpus("ravdess")
 
 
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("corpus:\n  kindd: meld\n", r"params.yaml: corpus: unknown key\(s\) kindd; valid keys"),
-        ("corpus:\n  dev_fraction: lots\n", r"corpus.dev_fraction: 'lots' is not a valid"),
-        ("corpus: [\n", "not valid YAML"),
+        ("corpora:\n  m:\n    kindd: meld\n",
+         r"params.yaml: corpora.m: unknown key\(s\) kindd; valid keys"),
+        ("corpora:\n  m: {dev_fraction: lots}\n", r"corpora.m.dev_fraction: 'lots' is not a valid"),
+        ("corpora: [a]\n", "corpora must map corpus names to their settings"),
+        ("corpus:\n  kind: meld\n", r"unknown section\(s\) corpus \(a corpus now goes under "
+         r"corpora: <name>:\); valid sections are corpora, demo"),
+        ("corpora: [\n", "not valid YAML"),
     ],
 )
 def test_params_errors(tmp_path: Path, text, message):

@@ -1,22 +1,55 @@
+"""The whole DVC graph on the demo corpus, in a temporary git + DVC copy of the project.
+
+One full ``dvc repro`` is shared by the module; every test that edits the project puts it
+back (``git checkout`` + ``dvc checkout``) so the next one starts from the committed state.
+"""
+
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import duckdb
+import pytest
+import yaml
 
-from tests.project import copy_project, run_in
+from tests.project import api, commit, copy_project, prefect_ui, run_in, set_param, stages_run
+
+STAGES = ["manifest", "extract_acoustic", "extract_text", "extract_facial", "build_tensors",
+          "train", "evaluate"]
 
 
-def test_dvc_repro_builds_demo_and_manifest_then_is_up_to_date(tmp_path: Path):
-    project = copy_project(tmp_path / "project")
-    first = run_in(project, "dvc", "repro")
-    assert first.returncode == 0, first.stdout + first.stderr
-    assert "Running stage 'demo_corpus'" in first.stdout
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Iterator[SimpleNamespace]:
+    root = tmp_path_factory.mktemp("dvc")
+    with prefect_ui(root / "prefect-home") as url:  # one server for all, as `make ui` gives
+        project = copy_project(root / "project")
+        first = run_in(project, "dvc", "repro")
+        assert first.returncode == 0, first.stdout + first.stderr
+        commit(project, "demo pipeline")
+        yield SimpleNamespace(path=project, first=first, url=url)
+
+
+@pytest.fixture()
+def project(built) -> Path:
+    yield built.path
+    for cmd in (["git", "checkout", "--", "."], ["git", "clean", "-fdq", "--", "params.yaml"],
+                ["dvc", "checkout", "--force"]):
+        run_in(built.path, *cmd)
+    status = run_in(built.path, "dvc", "status")
+    assert "Data and pipelines are up to date." in status.stdout, status.stdout
+
+
+def test_first_repro_runs_every_stage_and_writes_every_output(built):
+    project = built.path
+    assert stages_run(built.first) == {"demo_corpus"} | {f"{s}@demo" for s in STAGES}
     manifest = project / "data" / "manifests" / "demo.parquet"
     rows = duckdb.sql(f"select count(*), count(distinct label) from '{manifest}'").fetchall()[0]
     assert rows == (72, 5)
-    assert (project / "dvc.lock").is_file()
     features = project / "data" / "features" / "demo"
     for modality in ("acoustic", "text", "facial"):
         counts = duckdb.sql(f"select (select count(*) from '{features}/{modality}.parquet'), "
@@ -36,6 +69,165 @@ def test_dvc_repro_builds_demo_and_manifest_then_is_up_to_date(tmp_path: Path):
         json.loads(plots.stdout)["data"])
     predictions = project / "data" / "models" / "demo" / "predictions.parquet"
     assert duckdb.sql(f"select count(*) from '{predictions}'").fetchall() == [(12,)]
+
+
+def test_every_stage_is_a_completed_flow_run_in_the_prefect_server(built):
+    runs = api(built.url, "flow_runs/filter", {"flow_runs": {"tags": {"all_": ["corpus:demo"]}}})
+    stages = {tag for run in runs for tag in run["tags"] if tag.startswith("stage:")}
+    assert stages == {"stage:demo_corpus"} | {f"stage:{s}" for s in STAGES}
+    assert {run["state_type"] for run in runs} == {"COMPLETED"}
+    assert {"train-demo", "evaluate-demo", "extract-facial-demo"} <= {r["name"] for r in runs}
+    artifacts = api(built.url, "artifacts/filter", {"artifacts": {"key": {"any_": [
+        "evaluate-demo", "extract-facial"]}}})
+    assert {a["key"] for a in artifacts} == {"evaluate-demo", "extract-facial"}
+    evaluation = next(a["data"] for a in artifacts if a["key"] == "evaluate-demo")
+    assert "| weighted-F1 (test, n=12) |" in evaluation
+
+
+def test_noop_repro_runs_nothing(project: Path):
     again = run_in(project, "dvc", "repro")
     assert again.returncode == 0
+    assert stages_run(again) == set()
     assert "Data and pipelines are up to date." in again.stdout
+
+
+def test_training_param_reruns_only_training_and_evaluation(project: Path):
+    set_param(project, "  lr: 0.0005", "  lr: 0.001")
+    status = run_in(project, "dvc", "status", "--json")
+    assert set(json.loads(status.stdout)) == {"train@demo"}  # evaluate follows from its outputs
+    result = run_in(project, "dvc", "repro")
+    assert result.returncode == 0, result.stderr
+    assert stages_run(result) == {"train@demo", "evaluate@demo"}
+
+
+def test_facial_param_reruns_facial_extraction_and_what_follows(project: Path):
+    set_param(project, "  fps: 5.0", "  fps: 4.0")
+    result = run_in(project, "dvc", "repro")
+    assert result.returncode == 0, result.stderr
+    assert stages_run(result) == {"extract_facial@demo", "build_tensors@demo", "train@demo",
+                                  "evaluate@demo"}
+    frames = duckdb.sql(f"select max(len(aus)) from "
+                        f"'{project}/data/features/demo/facial.parquet'").fetchall()[0][0]
+    assert frames >= 4
+
+
+def test_dvc_exp_run_with_a_changed_setting_and_exp_show(project: Path):
+    run = run_in(project, "dvc", "exp", "run", "-n", "faster-lr", "-S", "train.lr=0.002")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert stages_run(run) == {"train@demo", "evaluate@demo"}
+    show = run_in(project, "dvc", "exp", "show", "--json")
+    assert show.returncode == 0, show.stderr
+    experiments = [exp for commit in json.loads(show.stdout)
+                   for exp in (commit.get("experiments") or [])]
+    [exp] = [e for e in experiments if e["name"] == "faster-lr"]
+    data = exp["revs"][0]["data"]
+    assert data["params"]["params.yaml"]["data"]["train"]["lr"] == 0.002
+    metric = data["metrics"]["data/models/demo/metrics.json"]["data"]
+    assert 0 <= metric["weighted_f1"] <= 1
+
+
+def test_second_corpus_runs_side_by_side_and_reuses_cached_features(project: Path):
+    params = project / "params.yaml"
+    params.write_text(params.read_text().replace(
+        "\ndemo:\n", "  again:\n    kind: meld\n    root: data/demo\n\ndemo:\n", 1))
+    cache_entries = len(list((project / "data" / "cache").rglob("*.arrow")))
+    result = run_in(project, "dvc", "repro")
+    assert result.returncode == 0, result.stderr
+    assert stages_run(result) == {f"{s}@again" for s in STAGES}  # the demo's results stand
+    # the same clips and texts: every feature comes from the per-utterance cache
+    assert len(list((project / "data" / "cache").rglob("*.arrow"))) == cache_entries
+    query = run_in(project, "mcncl", "query", "select count(*) as n from again.facial")
+    assert query.returncode == 0 and "72" in query.stdout, query.stderr
+    assert (project / "data" / "models" / "again" / "metrics.json").is_file()
+
+
+def test_remote_push_then_pull_restores_every_artefact(project: Path, tmp_path: Path):
+    outs = _cached_outputs(project)
+    before = {path: _digest(project / path) for path in outs}
+    assert {"data/demo", "data/manifests/demo.parquet", "data/models/demo/model.pt"} <= set(outs)
+    remote = tmp_path / "remote"
+    for cmd in (["dvc", "remote", "add", "-d", "store", str(remote)], ["dvc", "push"]):
+        result = run_in(project, *cmd)
+        assert result.returncode == 0, result.stdout + result.stderr
+    for path in outs:
+        target = project / path
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+    shutil.rmtree(project / ".dvc" / "cache")
+    pull = run_in(project, "dvc", "pull")
+    assert pull.returncode == 0, pull.stdout + pull.stderr
+    assert {path: _digest(project / path) for path in outs} == before
+    assert "up to date" in run_in(project, "dvc", "status").stdout
+
+
+def _cached_outputs(project: Path) -> list[str]:
+    lock = yaml.safe_load((project / "dvc.lock").read_text())
+    in_git = set(run_in(project, "git", "ls-files").stdout.split())  # the cache: false outs
+    return sorted(out["path"] for stage in lock["stages"].values()
+                  for out in stage.get("outs", []) if out["path"] not in in_git)
+
+
+def _digest(path: Path) -> str:
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode())
+        digest.update(file.read_bytes())
+    return digest.hexdigest()
+
+
+def test_pipeline_flow_brings_the_graph_up_to_date_stage_by_stage(project: Path):
+    set_param(project, "  dropout: 0.2", "  dropout: 0.3")
+    result = run_in(project, "mcncl", "pipeline")
+    assert result.returncode == 0, result.stderr
+    assert "stages run: train@demo, evaluate@demo" in result.stderr
+    assert "Task run 'dvc-repro-extract_facial'" in result.stderr  # one task per stage
+    forced = run_in(project, "mcncl", "pipeline", "evaluate", "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert "stages run: evaluate@demo" in forced.stderr
+    unknown = run_in(project, "mcncl", "pipeline", "evalute")
+    assert unknown.returncode == 2
+    assert "unknown stage(s) evalute; dvc.yaml has demo_corpus, manifest," in unknown.stderr
+
+
+def test_predict_a_clip_gives_what_the_pipeline_gave_and_clear_errors(project: Path, tmp_path):
+    clip = project / "data/demo/test/output_repeated_splits_test/dia0_utt2.mp4"
+    uid = "demo/test/dia0_utt2"
+    [(text,)] = duckdb.sql(f"select text from '{project}/data/manifests/demo.parquet' "
+                           f"where utterance_id = '{uid}'").fetchall()
+    predictions = project / "data/models/demo/predictions.parquet"
+    labels = json.loads(duckdb.sql(f"select value from parquet_kv_metadata('{predictions}') "
+                                   "where key = 'labels'").fetchall()[0][0])
+    [(expected,)] = duckdb.sql(f"select probabilities from '{predictions}' "
+                               f"where utterance_id = '{uid}'").fetchall()
+    given = run_in(project, "mcncl", "predict", str(clip), "--text", text, "--json")
+    assert given.returncode == 0, given.stderr
+    result = json.loads(given.stdout)
+    pipeline = dict(zip(labels, expected, strict=True))
+    assert result["probabilities"] == pytest.approx(pipeline, abs=1e-4)
+    assert result["predicted"] == max(result["probabilities"], key=result["probabilities"].get)
+    assert result["masked"] == {}
+    clip.with_suffix(".txt").write_text(text)  # the sidecar transcript is read when no --text
+    sidecar = json.loads(run_in(project, "mcncl", "predict", str(clip), "--json").stdout)
+    assert sidecar["text"] == text and sidecar["probabilities"] == result["probabilities"]
+    clip.with_suffix(".txt").unlink()
+    table = run_in(project, "mcncl", "predict", str(clip))
+    assert table.returncode == 0 and result["predicted"] in table.stdout
+    assert "masked text: no transcript: give --text or a sidecar .txt file" in table.stderr
+    fake = tmp_path / "fake.mp4"
+    fake.write_text("not a video")
+    bad = run_in(project, "mcncl", "predict", str(fake))
+    assert bad.returncode == 2 and f"{fake}: nothing usable in it (" in bad.stderr
+    (tmp_path / "params.yaml").write_text((project / "params.yaml").read_text())
+    untrained = run_in(tmp_path, "mcncl", "predict", str(clip), "--text", "hi")
+    assert untrained.returncode == 2
+    assert "no trained model; run `mcncl train` (DVC stage train) first." in untrained.stderr
+
+
+def test_report_of_the_demo_run(project: Path):
+    result = run_in(project, "mcncl", "report")
+    assert result.returncode == 0, result.stderr
+    page = (project / "data/models/demo/report.html").read_text()
+    metrics = json.loads((project / "data/models/demo/metrics.json").read_text())
+    assert f"<td>{metrics['weighted_f1']:.3f}</td>" in page
+    assert "<td>train</td><td>48</td><td>48</td><td>48</td><td>48</td>" in page
+    assert "none: every utterance of every stage has its features." in page

@@ -52,7 +52,7 @@ def run(cwd: Path, *args: str) -> subprocess.CompletedProcess:
 
 def test_query_command_formats_and_errors(tmp_path: Path):
     make_data(tmp_path)
-    (tmp_path / "params.yaml").write_text("corpus:\n  name: c1\n")
+    (tmp_path / "params.yaml").write_text("corpora:\n  c1: {}\n")
     table = run(tmp_path, "select kind, count(*) as n from errors group by kind")
     assert table.returncode == 0 and "no_face" in table.stdout and "│" in table.stdout
     csv = run(tmp_path, "select utterance_id from manifest order by 1", "--format", "csv",

@@ -1,0 +1,169 @@
+"""``mcncl report``: one self-contained HTML page about a corpus's latest run.
+
+Metrics, F1 per class, the confusion matrix, the learning curve, modality coverage per split
+and error counts per stage, read in place with DuckDB from the files the stages wrote. No
+external file, script or font: the page opens anywhere, offline, and can be mailed.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+from datetime import datetime, timezone
+from html import escape
+from pathlib import Path
+
+import duckdb
+import pyarrow.parquet as pq
+
+from mcncl.atomic import write_text
+
+MODALITIES = ("acoustic", "facial", "text")
+STYLE = """
+body{font:15px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:60rem;color:#222}
+h1{font-size:1.6rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;margin:.5rem 0}td,th{padding:.25rem .6rem;text-align:right}
+th{background:#f2f2f2}td:first-child,th:first-child{text-align:left}
+.bar{background:#3b7dd8;height:.9rem;display:inline-block;vertical-align:middle}
+.cm td{min-width:2.6rem;text-align:center}.muted{color:#777}
+"""
+
+
+class ReportError(ValueError):
+    """The run to report on does not exist yet."""
+
+
+def build_report(data: Path, corpus: str) -> str:
+    """The HTML page for ``corpus``'s latest evaluated run under ``data``."""
+    model_dir = data / "models" / corpus
+    metrics_path = model_dir / "metrics.json"
+    if not metrics_path.is_file():
+        raise ReportError(f"{metrics_path}: no evaluation yet; run `dvc repro` (or `mcncl "
+                          "evaluate`) first.")
+    metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
+    con = duckdb.connect()
+    sections = [
+        ("Scores", _scores(metrics)),
+        ("F1 per class", _f1_bars(metrics["per_class_f1"])),
+        ("Confusion matrix", _confusion(con, model_dir / "predictions.parquet")),
+        ("Learning curve", _curve(model_dir / "train_log.csv")),
+        ("Coverage: utterances with each modality's features", _coverage(con, data, corpus)),
+        ("Errors per stage and kind", _errors(con, data / "features" / corpus / "errors")),
+    ]
+    stamp = datetime.fromtimestamp(metrics_path.stat().st_mtime, timezone.utc)
+    body = "".join(f"<h2>{escape(title)}</h2>{html}" for title, html in sections)
+    return (f"<!doctype html><html lang=en><meta charset=utf-8><title>mcncl report: "
+            f"{escape(corpus)}</title><style>{STYLE}</style><h1>MCN-CL on {escape(corpus)}</h1>"
+            f"<p class=muted>evaluated {stamp:%Y-%m-%d %H:%M} UTC · {escape(str(model_dir))}"
+            f"</p>{body}</html>\n")
+
+
+def write_report(data: Path, corpus: str, out: Path) -> Path:
+    write_text(build_report(data, corpus), out)
+    return out
+
+
+def _table(header: list[str], rows: list[list], css: str = "") -> str:
+    head = "".join(f"<th>{escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{_fmt(v)}</td>" for v in row) + "</tr>"
+                   for row in rows)
+    return f"<table class='{css}'><tr>{head}</tr>{body}</table>"
+
+
+def _fmt(value) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else escape(str(value))
+
+
+def _scores(m: dict) -> str:
+    return _table(["split", "n", "weighted-F1", "accuracy", "macro-F1", "best epoch",
+                   "dev weighted-F1"],
+                  [[m["split"], m["n"], m["weighted_f1"], m["accuracy"], m["macro_f1"],
+                    m.get("best_epoch", ""), m.get("dev_weighted_f1", "")]])
+
+
+def _f1_bars(per_class: dict[str, float]) -> str:
+    rows = [[label, f1, f"<span class=bar style='width:{f1 * 20:.2f}rem'></span>"]
+            for label, f1 in per_class.items()]
+    header = "<tr><th>class</th><th>F1</th><th></th></tr>"
+    body = "".join(f"<tr><td>{escape(r[0])}</td><td>{r[1]:.3f}</td><td style='text-align:"
+                   f"left'>{r[2]}</td></tr>" for r in rows)
+    return f"<table>{header}{body}</table>"
+
+
+def _confusion(con, predictions: Path) -> str:
+    if not predictions.is_file():
+        return "<p class=muted>no predictions.parquet</p>"
+    pairs = con.sql(f"select label, predicted, count(*) from read_parquet('{predictions}') "
+                    "group by all").fetchall()
+    seen = {a for a, _, _ in pairs} | {p for _, p, _ in pairs}
+    order = json.loads(pq.read_schema(predictions).metadata.get(b"labels", b"[]"))
+    labels = [x for x in order if x in seen] + sorted(seen - set(order))  # the label set's order
+    counts = {(a, p): n for a, p, n in pairs}
+    top = max(counts.values())
+    cells = []
+    for actual in labels:
+        row = f"<tr><th>{escape(actual)}</th>"
+        for predicted in labels:
+            n = counts.get((actual, predicted), 0)
+            shade = 255 - int(180 * n / top)
+            color = "#fff" if shade < 140 else "#222"
+            row += f"<td style='background:rgb({shade},{shade},255);color:{color}'>{n}</td>"
+        cells.append(row + "</tr>")
+    head = "".join(f"<th>{escape(label)}</th>" for label in labels)
+    return (f"<p class=muted>rows: actual, columns: predicted</p><table class=cm><tr><th></th>"
+            f"{head}</tr>{''.join(cells)}</table>")
+
+
+def _curve(log: Path) -> str:
+    if not log.is_file():
+        return "<p class=muted>no train_log.csv</p>"
+    rows = list(csv.DictReader(log.open(encoding="utf-8")))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [int(r["epoch"]) for r in rows]
+    fig, loss_ax = plt.subplots(figsize=(7, 3.2))
+    loss_ax.plot(epochs, [float(r["train_loss"]) for r in rows], color="#d8703b",
+                 label="train loss")
+    loss_ax.set_xlabel("epoch")
+    loss_ax.set_ylabel("train loss")
+    f1_ax = loss_ax.twinx()
+    f1_ax.plot(epochs, [float(r["dev_weighted_f1"]) for r in rows], color="#3b7dd8",
+               label="dev weighted-F1")
+    f1_ax.set_ylabel("dev weighted-F1")
+    f1_ax.set_ylim(0, 1)
+    fig.legend(loc="lower center", ncol=2, frameon=False)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    encoded = base64.b64encode(buffer.getvalue()).decode()
+    return f"<img alt='learning curve' src='data:image/png;base64,{encoded}'>"
+
+
+def _coverage(con, data: Path, corpus: str) -> str:
+    manifest = data / "manifests" / f"{corpus}.parquet"
+    if not manifest.is_file():
+        return "<p class=muted>no manifest</p>"
+    present = [m for m in MODALITIES if (data / "features" / corpus / f"{m}.parquet").is_file()]
+    joins = "".join(f" left join (select utterance_id, true as has_{m} from read_parquet("
+                    f"'{data / 'features' / corpus / m}.parquet')) using (utterance_id)"
+                    for m in present)
+    counts = "".join(f", count(has_{m})" for m in present)
+    rows = con.sql(f"select split, count(*){counts} from read_parquet('{manifest}'){joins} "
+                   "group by split order by case split when 'train' then 0 when 'dev' then 1 "
+                   "else 2 end").fetchall()
+    return _table(["split", "utterances", *present], [list(r) for r in rows])
+
+
+def _errors(con, folder: Path) -> str:
+    if not list(folder.glob("*.parquet")):
+        return "<p class=muted>no error tables</p>"
+    rows = con.sql(f"select stage, kind, count(*) as n from read_parquet('{folder}/*.parquet') "
+                   "group by all order by stage, n desc").fetchall()
+    return _table(["stage", "kind", "utterances"], [list(r) for r in rows]) if rows else \
+        "<p>none: every utterance of every stage has its features.</p>"
