@@ -34,6 +34,9 @@ def contrastive_loss(z: Tensor, labels: Tensor, temperature: float, hard_negativ
     same = labels.unsqueeze(0) == labels.unsqueeze(1)
     eye = torch.eye(len(z), dtype=torch.bool, device=z.device)
     positives, negatives = same & ~eye, ~same
+    has_positive = positives.any(1)
+    if not has_positive.any():  # also a batch where nobody has this modality
+        return z.sum() * 0.0
     if hard_negatives == "exp":
         weights = negative_weights(s * temperature, negatives, beta)
     elif hard_negatives == "none":
@@ -45,9 +48,6 @@ def contrastive_loss(z: Tensor, labels: Tensor, temperature: float, hard_negativ
     exp = torch.exp(s - s_max) * weights
     log_denominator = torch.log(exp.sum(1, keepdim=True).clamp(min=1e-12)) + s_max
     log_prob = s - log_denominator
-    has_positive = positives.any(1)
-    if not has_positive.any():
-        return z.sum() * 0.0
     per_anchor = (log_prob * positives).sum(1)[has_positive] / positives.sum(1)[has_positive]
     return -per_anchor.mean()
 

@@ -86,6 +86,8 @@ def test_contrastive_loss_by_hand():
     # one negative per anchor: its weight is 1 whatever beta is
     assert contrastive_loss(z, labels, 1.0, "exp", 5.0).item() == pytest.approx(loss.item())
     assert contrastive_loss(z, torch.tensor([0, 1, 2]), 1.0, "exp", 1.0).item() == 0.0
+    # a batch where nobody has the modality (all masked): zero, not an error
+    assert contrastive_loss(z[:0], labels[:0], 1.0, "exp", 1.0).item() == 0.0
 
 
 def test_hard_negative_weighting_favours_the_most_similar_negative():
