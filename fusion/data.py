@@ -53,11 +53,6 @@ def batches(split: dict[str, Tensor], batch_size: int, generator: torch.Generato
             count += len(group)
 
 
-def skip_epoch(split: dict[str, Tensor], generator: torch.Generator, by_dialogue: bool) -> None:
-    """Advance ``generator`` as one epoch of :func:`batches` would (for resuming)."""
-    torch.randperm(len(_groups(split, by_dialogue)), generator=generator)
-
-
 def _groups(split: dict[str, Tensor], by_dialogue: bool) -> list[Tensor]:
     n = size(split)
     if not by_dialogue:

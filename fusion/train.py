@@ -22,7 +22,7 @@ import torch.distributed as dist
 from torch import nn
 
 from fusion.config import ModelConfig, TrainConfig
-from fusion.data import batches, load_meta, load_split, size, skip_epoch
+from fusion.data import batches, load_meta, load_split, size
 from fusion.losses import total_loss
 from fusion.metrics import scores
 from fusion.model import MCNCL
@@ -98,12 +98,10 @@ def train(tensor_dir: Path, out_dir: Path, model_config: ModelConfig, config: Tr
         if config.class_weights else None
     out_dir.mkdir(parents=True, exist_ok=True)
     state = {"epoch": 0, "best": -1.0, "stale": 0, "log": []}
+    generator = torch.Generator().manual_seed(config.seed)  # the batch shuffles
     if resume and (out_dir / "last.pt").is_file():
-        state = _load_last(out_dir / "last.pt", model, optimizer, schedule, device)
+        state = _load_last(out_dir / "last.pt", model, optimizer, schedule, generator, device)
         echo(f"resuming after epoch {state['epoch']} (best dev weighted-F1 {state['best']:.4f})")
-    generator = torch.Generator().manual_seed(config.seed)
-    for _ in range(state["epoch"]):  # the same shuffles as an uninterrupted run
-        skip_epoch(train_split, generator, model_config.context)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     for epoch in range(state["epoch"] + 1, config.epochs + 1):
         started = time.perf_counter()
@@ -139,7 +137,8 @@ def train(tensor_dir: Path, out_dir: Path, model_config: ModelConfig, config: Tr
                                                         epoch, dev))
             _save(out_dir / "last.pt", {"model": model.state_dict(),
                                         "optimizer": optimizer.state_dict(),
-                                        "schedule": schedule.state_dict(), "state": state})
+                                        "schedule": schedule.state_dict(), "state": state,
+                                        "rng": _rng_state(generator)})
             _write_log(state["log"], out_dir / "train_log.csv")
         if state["stale"] >= config.patience:
             break
@@ -164,11 +163,23 @@ def _save(path: Path, obj: dict) -> None:
         torch.save(obj, tmp)
 
 
-def _load_last(path: Path, model, optimizer, schedule, device) -> dict:
+def _rng_state(generator: torch.Generator) -> dict:
+    """Every random stream training draws from (shuffles, dropout), so a resumed run
+    continues exactly as the uninterrupted one would have."""
+    return {"generator": generator.get_state(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def _load_last(path: Path, model, optimizer, schedule, generator, device) -> dict:
     saved = torch.load(path, map_location=device, weights_only=False)
     model.load_state_dict(saved["model"])
     optimizer.load_state_dict(saved["optimizer"])
     schedule.load_state_dict(saved["schedule"])
+    rng = saved["rng"]
+    generator.set_state(rng["generator"].cpu())
+    torch.set_rng_state(rng["torch"].cpu())
+    if rng["cuda"]:
+        torch.cuda.set_rng_state_all([state.cpu() for state in rng["cuda"]])
     return saved["state"]
 
 

@@ -6,6 +6,7 @@ A reader (or a run killed midway) sees either the old file or the new one, never
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
@@ -42,8 +43,26 @@ def atomic_path(target: str | os.PathLike, fsync: bool = True) -> Iterator[Path]
             with open(tmp, "rb") as fh:
                 os.fsync(fh.fileno())
         os.replace(tmp, target)
+    except OSError as exc:
+        reason = _storage_failure(exc)
+        if reason is None:
+            raise
+        raise OSError(f"{target}: cannot write it ({reason}); free some space or choose "
+                      f"another output folder. The previous {target.name}, if any, is kept."
+                      ) from exc
     finally:
         tmp.unlink(missing_ok=True)
+
+
+STORAGE_ERRORS = {errno.ENOSPC: "No space left on device", errno.EDQUOT: "Disk quota exceeded",
+                  errno.EROFS: "Read-only file system", errno.EFBIG: "File too large"}
+
+
+def _storage_failure(exc: OSError) -> str | None:
+    """The storage problem behind a failed write (pyarrow reports it in the text only)."""
+    if exc.errno in STORAGE_ERRORS:
+        return STORAGE_ERRORS[exc.errno]
+    return next((reason for reason in STORAGE_ERRORS.values() if reason in str(exc)), None)
 
 
 def write_parquet(table: pa.Table, target: str | os.PathLike) -> None:
