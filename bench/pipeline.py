@@ -1,6 +1,6 @@
 """The whole DVC pipeline on the demo corpus: a first ``dvc repro`` and no-op reruns.
 
-    python bench/pipeline.py [--noop-runs 5]
+    python bench/pipeline.py [--noop-runs 5] [--ui]
 
 Copies the project (code, dvc.yaml, params.yaml, the demo script; no data, no cache) into a
 temporary git + DVC repo, as a fresh clone is, then times:
@@ -9,11 +9,15 @@ temporary git + DVC repo, as a fresh clone is, then times:
   on 2 cores, the ``make demo`` budget);
 - a no-op ``dvc repro`` and a ``dvc status`` with nothing changed (target < 5 s), median of
   ``--noop-runs`` runs.
+
+Each stage starts Prefect's temporary API server (~8 s on 2 cores) unless a server runs:
+``--ui`` first starts one (as ``make ui`` does) and every stage reports to it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import tempfile
@@ -22,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.project import copy_project, run_in  # noqa: E402
+from tests.project import copy_project, prefect_ui, run_in  # noqa: E402
 
 
 def timed(project: Path, *cmd: str) -> float:
@@ -37,8 +41,11 @@ def timed(project: Path, *cmd: str) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--noop-runs", type=int, default=5)
+    parser.add_argument("--ui", action="store_true", help="run the stages against a server")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        if args.ui:
+            stack.enter_context(prefect_ui(Path(tmp) / "prefect-home"))
         project = copy_project(Path(tmp) / "project")
         first = timed(project, "dvc", "repro")
         print(f"first dvc repro (whole graph, demo corpus): {first:.1f} s")

@@ -43,9 +43,15 @@ def repro_stage(stage: str, force: bool, api_url: str) -> list[str]:
         if line.strip():
             logger.info(line)
     if result.returncode != 0:
-        tail = (result.stderr or result.stdout).strip().splitlines()[-3:]
-        raise PipelineFailed(f"`{' '.join(command)}` failed: {' '.join(tail)}")
+        raise PipelineFailed(f"`{' '.join(command)}` failed: {dvc_error(result.stderr)}")
     return re.findall(r"Running stage '([^']+)'", result.stdout)
+
+
+def dvc_error(stderr: str) -> str:
+    """DVC's own error, whole (e.g. which process holds the lock), on one line."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    start = next((i for i, line in enumerate(lines) if line.startswith("ERROR")), -3)
+    return " ".join(lines[start:])
 
 
 @flow(name="pipeline", flow_run_name="pipeline", log_prints=True)

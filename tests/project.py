@@ -33,11 +33,15 @@ def copy_project(dest: Path) -> Path:
     return dest
 
 
+def tool_env() -> dict[str, str]:
+    """The environment with this venv's tools (dvc, mcncl) on PATH and a git identity."""
+    return {**os.environ, **GIT_USER,
+            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+
+
 def run_in(project: Path, *cmd: str) -> subprocess.CompletedProcess:
     """Run a command in ``project`` with this venv's tools on PATH."""
-    env = {**os.environ, **GIT_USER,
-           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    return subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True)
+    return subprocess.run(cmd, cwd=project, env=tool_env(), capture_output=True, text=True)
 
 
 def commit(project: Path, message: str) -> None:

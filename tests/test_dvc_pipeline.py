@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 import shutil
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -17,7 +20,16 @@ import duckdb
 import pytest
 import yaml
 
-from tests.project import api, commit, copy_project, prefect_ui, run_in, set_param, stages_run
+from tests.project import (
+    api,
+    commit,
+    copy_project,
+    prefect_ui,
+    run_in,
+    set_param,
+    stages_run,
+    tool_env,
+)
 
 STAGES = ["manifest", "extract_acoustic", "extract_text", "extract_facial", "build_tensors",
           "train", "evaluate"]
@@ -231,3 +243,39 @@ def test_report_of_the_demo_run(project: Path):
     assert f"<td>{metrics['weighted_f1']:.3f}</td>" in page
     assert "<td>train</td><td>48</td><td>48</td><td>48</td><td>48</td>" in page
     assert "none: every utterance of every stage has its features." in page
+
+
+def test_a_run_while_dvc_is_busy_passes_dvcs_lock_message_through(project: Path):
+    busy = subprocess.Popen(["dvc", "repro", "--force", "--single-item", "train@demo"],
+                            cwd=project, env=tool_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    rwlock = project / ".dvc" / "tmp" / "rwlock"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and busy.poll() is None and \
+            "train@demo" not in (rwlock.read_text() if rwlock.is_file() else ""):
+        time.sleep(0.1)
+    second = run_in(project, "mcncl", "pipeline", "train")
+    assert busy.wait() == 0
+    assert second.returncode == 2
+    message = " ".join(second.stderr.split())
+    assert "error: `dvc repro train` failed: ERROR: failed to reproduce" in message
+    assert "is busy, it is being blocked by: (PID" in message
+    assert "dvc repro --force --single-item train@demo" in message
+
+
+def test_the_readme_sql_examples_work_as_written(project: Path):
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    examples = [shlex.split(line) for line in readme.splitlines()
+                if line.startswith('mcncl query "')]
+    assert len(examples) >= 4
+    outputs = {}
+    for example in examples:
+        result = run_in(project, *example)
+        assert result.returncode == 0, (example, result.stderr)
+        outputs[example[2]] = result.stdout
+    au12 = next(out for sql, out in outputs.items() if "mean_au12" in sql)
+    first_row = next(line for line in au12.splitlines() if line.startswith("│ ") and
+                     "label" not in line and "varchar" not in line)
+    assert first_row.split("│")[1].strip() == "joy"  # the smiling face smiles most
+    neighbours = next(out for sql, out in outputs.items() if "cosine" in sql)
+    assert neighbours.count("demo/") == 3
