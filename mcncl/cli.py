@@ -262,7 +262,7 @@ def report(
                               "report.html")
     except (ConfigError, ReportError, OSError) as exc:
         fail(str(exc))
-    console.print(f"report written: {target} (open file://{target.resolve()})")
+    console.print(f"report written: {target} (open file://{target.resolve()})", soft_wrap=True)
 
 
 @app.command("query")
