@@ -25,7 +25,8 @@ def write_feature_table(
     full = pa.schema([pa.field("utterance_id", pa.string()), *schema],
                      metadata=schema.metadata)
     count, ids, parts = 0, [], []
-    with atomic_path(target) as tmp, pq.ParquetWriter(tmp, full) as writer:
+    # no dictionary encoding: feature columns are floats, ids unique; it only costs time and size
+    with atomic_path(target) as tmp, pq.ParquetWriter(tmp, full, use_dictionary=False) as writer:
         for utterance_id, table in rows:
             ids.append(utterance_id)
             parts.append(table)
