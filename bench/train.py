@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,10 +24,12 @@ import numpy as np
 import torch
 from safetensors.numpy import save_file
 
-from fusion.config import ModelConfig, TrainConfig
-from fusion.data import batches, load_split
-from fusion.losses import total_loss
-from fusion.train import build_model, pick_device, train
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs without installing too
+
+from fusion.config import ModelConfig, TrainConfig  # noqa: E402
+from fusion.data import batches, load_split  # noqa: E402
+from fusion.losses import total_loss  # noqa: E402
+from fusion.train import build_model, pick_device, train  # noqa: E402
 
 SHAPES = {"text": (40, 384), "audio": (100, 25), "visual": (50, 17)}
 LABELS = ["neutral", "joy", "surprise", "anger", "sadness", "disgust", "fear"]
