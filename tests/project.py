@@ -10,6 +10,8 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -89,9 +91,24 @@ def prefect_ui(home: Path) -> Iterator[str]:
             os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
 
 
-def api(url: str, path: str, body: dict) -> list[dict]:
-    """POST ``body`` to the Prefect server's REST API (``flow_runs/filter`` ...)."""
+def api(url: str, path: str, body: dict, attempts: int = 10) -> list[dict]:
+    """POST ``body`` to the Prefect server's REST API (``flow_runs/filter`` ...).
+
+    A busy server answers 503 (its SQLite database is locked) or 429; like Prefect's own
+    client, try again a little later.
+    """
     request = urllib.request.Request(f"{url}/api/{path}", data=json.dumps(body).encode(),
                                      headers={"Content-Type": "application/json"})
+    for attempt in range(attempts - 1):
+        try:
+            return _post(request)
+        except urllib.error.HTTPError as exc:
+            if exc.code not in (429, 503):
+                raise
+            time.sleep(1 + attempt)
+    return _post(request)
+
+
+def _post(request: urllib.request.Request) -> list[dict]:
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.load(response)
