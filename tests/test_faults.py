@@ -14,6 +14,9 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -108,8 +111,25 @@ def test_sigkill_during_extraction_then_rerun_matches_an_uninterrupted_run(
     reference = subprocess.run(extract(modality, manifest, tmp_path / "ref",
                                        tmp_path / "ref-cache"), capture_output=True, text=True)
     assert reference.returncode == 0, reference.stderr
-    assert pq.read_table(out / f"{modality}.parquet").equals(
-        pq.read_table(tmp_path / "ref" / f"{modality}.parquet"))
+    assert_same_features(pq.read_table(out / f"{modality}.parquet"),
+                         pq.read_table(tmp_path / "ref" / f"{modality}.parquet"))
+
+
+def assert_same_features(resumed: pa.Table, reference: pa.Table) -> None:
+    """Same rows, columns and values; floats to 1e-4, since a resumed text run batches the
+    remaining sentences differently and padding changes the last bits (see test_text)."""
+    assert resumed.schema == reference.schema
+    assert resumed["utterance_id"].to_pylist() == reference["utterance_id"].to_pylist()
+    for name in resumed.column_names[1:]:
+        a, b = resumed[name], reference[name]
+        while pa.types.is_list(a.type) or pa.types.is_fixed_size_list(a.type):
+            assert a.null_count == b.null_count, name  # the same masked entries
+            a, b = pc.list_flatten(a), pc.list_flatten(b)
+        if pa.types.is_floating(a.type):
+            np.testing.assert_allclose(a.to_numpy(zero_copy_only=False),
+                                       b.to_numpy(zero_copy_only=False), atol=1e-4, err_msg=name)
+        else:
+            assert a.equals(b), name
 
 
 def training_project(root: Path) -> Path:
