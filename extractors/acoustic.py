@@ -15,7 +15,15 @@ import opensmile
 import pyarrow as pa
 
 from extractors.audio import decode_audio
-from extractors.base import RUN_ONLY, Failure, MediaError, Result, UtteranceInput, file_digest
+from extractors.base import (
+    RUN_ONLY,
+    Failure,
+    MediaError,
+    Result,
+    UtteranceInput,
+    file_digest,
+    file_size,
+)
 
 VERSION = "1"
 NATIVE_HOP_MS = 10
@@ -78,6 +86,9 @@ class AcousticExtractor:
         if not utt.audio_path:
             return Failure("no_media", "the manifest has no audio for this utterance.")
         return file_digest(utt.audio_path, extra=repr(utt.audio_segment))
+
+    def cost(self, utt: UtteranceInput) -> float:
+        return file_size(utt.audio_path)
 
     def extract(self, utts: list[UtteranceInput]) -> list[Result]:
         return [self._one(utt) for utt in utts]

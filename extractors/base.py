@@ -1,14 +1,16 @@
 """What every feature extractor shares: the utterance it is given and the failure it may return.
 
 An extractor is a plain object with ``modality``, ``version``, ``config`` (a frozen dataclass),
-``schema`` (its feature columns), ``digest(utt)`` (a content hash of its input, cheap) and
-``extract(utts)`` (features or a :class:`Failure` per utterance). No Prefect, no files written.
+``schema`` (its feature columns), ``digest(utt)`` (a content hash of its input, cheap),
+``cost(utt)`` (its relative work, for scheduling the costliest first) and ``extract(utts)``
+(features or a :class:`Failure` per utterance). No Prefect, no files written.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Protocol
@@ -63,6 +65,8 @@ class Extractor(Protocol):
 
     def digest(self, utt: UtteranceInput) -> str | Failure: ...
 
+    def cost(self, utt: UtteranceInput) -> float: ...
+
     def extract(self, utts: list[UtteranceInput]) -> list[Result]: ...
 
 
@@ -86,6 +90,14 @@ def file_digest(path: str, extra: str = "") -> str | Failure:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def file_size(path: str | None) -> float:
+    """The size of a media file in bytes, as a stand-in for the work it takes; 0 when absent."""
+    try:
+        return float(os.path.getsize(path)) if path else 0.0
+    except OSError:
+        return 0.0
 
 
 def schema_metadata(extractor: Extractor) -> dict[bytes, bytes]:

@@ -21,7 +21,15 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from extractors.base import RUN_ONLY, Failure, MediaError, Result, UtteranceInput, file_digest
+from extractors.base import (
+    RUN_ONLY,
+    Failure,
+    MediaError,
+    Result,
+    UtteranceInput,
+    file_digest,
+    file_size,
+)
 from extractors.video import sample_frames
 
 VERSION = "1"
@@ -190,6 +198,9 @@ class FacialExtractor:
         if not utt.video_path:
             return Failure("no_media", "the manifest has no video for this utterance.")
         return file_digest(utt.video_path, extra=repr((utt.start_s, utt.end_s)))
+
+    def cost(self, utt: UtteranceInput) -> float:
+        return file_size(utt.video_path)
 
     def extract(self, utts: list[UtteranceInput]) -> list[Result]:
         return [self._one(utt) for utt in utts]

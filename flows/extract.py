@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 from prefect import flow, tags, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.context import TagsContext
 from prefect.futures import as_completed
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
@@ -144,15 +145,19 @@ def _run_shards(
 ) -> dict[str, Failure]:
     """Compute ``todo`` shard by shard, caching each result; return the uncacheable failures."""
     uncached: dict[str, Failure] = {}
-    items = list(todo.items())
-    size = shard_size(len(items), extractor_config.shard_size, extractor_config.workers)
-    shards = [items[i:i + size] for i in range(0, len(items), size)]
+    extractor = get_extractor(modality, extractor_config)
+    items = sorted(todo.items(), key=lambda item: extractor.cost(item[1]), reverse=True)
+    shards = split_shards(items, extractor_config.shard_size, extractor_config.workers)
     shard_task = extract_shard.with_options(retries=config.retries,
                                             retry_delay_seconds=config.retry_delay_s)
-    futures = {
-        shard_task.submit(modality, extractor_config, i, [utt for _, utt in shard]): shard
-        for i, shard in enumerate(shards)
-    }
+    # The shards' task runs carry no tags (the flow run has them): a tagged task run asks the
+    # API for a concurrency slot per tag as it starts, which stalls every worker for seconds
+    # whenever the server is busy.
+    with TagsContext(current_tags=set()):
+        futures = {
+            shard_task.submit(modality, extractor_config, i, [utt for _, utt in shard]): shard
+            for i, shard in enumerate(shards)
+        }
     columns = [BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with Progress(f"[bold]{modality}[/]", *columns, transient=True) as progress:
         bar = progress.add_task(modality, total=len(items))
@@ -172,13 +177,17 @@ def _run_shards(
     return uncached
 
 
-def shard_size(n: int, largest: int, workers: int) -> int:
-    """``largest``, made smaller when that leaves some of several workers idle: about four
-    shards per worker balance uneven clip lengths."""
+def split_shards(items: list, largest: int, workers: int) -> list[list]:
+    """Near-equal shards of at most ``largest`` items. With several workers: at least four
+    shards per worker, and a multiple of the workers, so the last round keeps all of them busy.
+    The items come costliest first, so the shards that finish the run are the quick ones."""
     workers = workers or os.cpu_count() or 1
-    if workers == 1:
-        return largest
-    return max(1, min(largest, math.ceil(n / (4 * workers))))
+    n = len(items)
+    count = math.ceil(n / largest)
+    if workers > 1:
+        count = workers * math.ceil(max(count, 4 * workers) / workers)
+    count = min(count, n)
+    return [items[i * n // count:(i + 1) * n // count] for i in range(count)]
 
 
 def _write_outputs(
