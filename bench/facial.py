@@ -95,7 +95,7 @@ def main() -> None:
     parser.add_argument("--scale", type=int, default=4, help="size of the larger demo-like corpus")
     args = parser.parse_args()
     params = load_params(REPO / "params.yaml")
-    cores = params.facial.workers or os.cpu_count()
+    cores = os.cpu_count()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         corpora = {"demo": ("meld", REPO / "data" / "demo"),

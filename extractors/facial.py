@@ -70,7 +70,7 @@ class FacialConfig:
     min_face_confidence: float = 0.5
     model_path: str = ""  # mediapipe: a face_landmarker.task; empty = the packaged one
     pyfeat_detector: str = "Detectorv2"  # pyfeat: Detectorv2 | Detectorv1 | MPDetector
-    workers: int = field(default=0, metadata=RUN_ONLY)  # concurrent shards; 0 = one per core
+    workers: int = field(default=0, metadata=RUN_ONLY)  # concurrent shards; 0 = cores + 1
     shard_size: int = field(default=8, metadata=RUN_ONLY)  # utterances per Prefect task
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -28,12 +27,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedCo
 
 from extractors.base import Extractor, Failure, UtteranceInput, config_hash, schema_metadata
 from extractors.corpora.manifest import corpus_root
+from extractors.registry import make_extractor
 from flows.cache import ResultCache, cache_key
-from flows.runners import make_task_runner
+from flows.runners import make_task_runner, worker_count
 from flows.tables import write_error_table, write_feature_table
 from mcncl.config import ExtractConfig
-
-MODALITIES = ("acoustic", "facial", "text")
 
 
 class TooManyErrors(RuntimeError):
@@ -60,26 +58,10 @@ class Summary:
                 f"{self.seconds:.1f} |\n\nFailures by kind: {kinds}\n")
 
 
-def extractor_factory(modality: str, config: Any) -> Extractor:
-    if modality == "acoustic":
-        from extractors.acoustic import AcousticExtractor
-
-        return AcousticExtractor(config)
-    if modality == "text":
-        from extractors.text import TextExtractor
-
-        return TextExtractor(config)
-    if modality == "facial":
-        from extractors.facial import FacialExtractor
-
-        return FacialExtractor(config)
-    raise ValueError(f"modality {modality!r} is unknown; use one of {', '.join(MODALITIES)}.")
-
-
 @functools.lru_cache(maxsize=4)
 def get_extractor(modality: str, config: Any) -> Extractor:
     """One extractor per process and config: models load once, also on each Dask worker."""
-    return extractor_factory(modality, config)
+    return make_extractor(modality, config)
 
 
 @task(name="extract-shard", task_run_name="{modality}-shard-{index}", cache_policy=NO_CACHE,
@@ -147,7 +129,8 @@ def _run_shards(
     uncached: dict[str, Failure] = {}
     extractor = get_extractor(modality, extractor_config)
     items = sorted(todo.items(), key=lambda item: extractor.cost(item[1]), reverse=True)
-    shards = split_shards(items, extractor_config.shard_size, extractor_config.workers)
+    workers = worker_count(modality, extractor_config.workers)
+    shards = split_shards(items, extractor_config.shard_size, workers)
     shard_task = extract_shard.with_options(retries=config.retries,
                                             retry_delay_seconds=config.retry_delay_s)
     # The shards' task runs carry no tags (the flow run has them): a tagged task run asks the
@@ -181,7 +164,6 @@ def split_shards(items: list, largest: int, workers: int) -> list[list]:
     """Near-equal shards of at most ``largest`` items. With several workers: at least four
     shards per worker, and a multiple of the workers, so the last round keeps all of them busy.
     The items come costliest first, so the shards that finish the run are the quick ones."""
-    workers = workers or os.cpu_count() or 1
     n = len(items)
     count = math.ceil(n / largest)
     if workers > 1:
@@ -245,7 +227,8 @@ def run_extraction(
     """Run :func:`extract_flow` with the task runner that ``config`` asks for."""
     corpus = pq.read_table(manifest, columns=["corpus"]).column(0)
     corpus_name = corpus[0].as_py() if len(corpus) else manifest.stem
-    runner = make_task_runner(config.runner, extractor_config.workers, config.dask_address)
+    workers = worker_count(modality, extractor_config.workers)
+    runner = make_task_runner(config.runner, workers, config.dask_address)
     with tags(f"corpus:{corpus_name}", f"stage:extract_{modality}"):
         return extract_flow.with_options(task_runner=runner)(
             modality, corpus_name, manifest, out_dir, config, extractor_config

@@ -16,8 +16,8 @@ import pyarrow as pa
 import torch
 
 from extractors.base import Failure, UtteranceInput, schema_metadata
+from extractors.registry import make_extractor
 from flows.cache import one_row_table
-from flows.extract import extractor_factory
 from flows.tables import write_feature_table
 from fusion.config import TensorConfig
 from fusion.data import load_split
@@ -77,7 +77,7 @@ def predict_clip(clip: Path, text: str | None, model_dir: Path, extractor_config
 
 def _extract(stage: str, config, utt: UtteranceInput, features: Path) -> Failure | None:
     """Write ``<stage>.parquet`` with the clip's row, or with none when it fails (masked)."""
-    extractor = extractor_factory(stage, config)
+    extractor = make_extractor(stage, config)
     try:
         if stage == "text" and not utt.text.strip():
             result = Failure("empty_text", "no transcript: give --text or a sidecar .txt file")

@@ -127,7 +127,8 @@ def extract(
     params: Path = PARAMS,
 ) -> None:
     """Extract one modality's features for a manifest (a Prefect flow; the DVC stages run this)."""
-    from flows.extract import MODALITIES, TooManyErrors, run_extraction
+    from extractors.registry import MODALITIES
+    from flows.extract import TooManyErrors, run_extraction
 
     try:
         config = load_params(params)

@@ -18,9 +18,9 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 
+from extractors.registry import MODALITIES
 from mcncl.atomic import write_text
 
-MODALITIES = ("acoustic", "facial", "text")
 STYLE = """
 body{font:15px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:60rem;color:#222}
 h1{font-size:1.6rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #ddd}

@@ -177,3 +177,11 @@ def test_split_shards_balances_workers(n, largest, workers, count):
     sizes = [len(shard) for shard in shards]
     assert len(shards) == count and sum(shards, []) == items
     assert not sizes or (max(sizes) <= largest and max(sizes) - min(sizes) <= 1)
+
+
+def test_worker_count_adds_an_overlapping_facial_worker():
+    from flows.runners import worker_count
+
+    cores = os.cpu_count()
+    assert (worker_count("facial", 0), worker_count("acoustic", 0)) == (cores + 1, cores)
+    assert worker_count("facial", 2) == 2  # an explicit setting is kept

@@ -1,0 +1,26 @@
+"""The feature extractors by modality name: one place that knows which class serves which."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from extractors.base import Extractor
+
+MODALITIES = ("acoustic", "facial", "text")
+
+
+def make_extractor(modality: str, config: Any) -> Extractor:
+    """A new extractor for ``modality``; its heavy imports (openSMILE, torch) happen here."""
+    if modality == "acoustic":
+        from extractors.acoustic import AcousticExtractor
+
+        return AcousticExtractor(config)
+    if modality == "text":
+        from extractors.text import TextExtractor
+
+        return TextExtractor(config)
+    if modality == "facial":
+        from extractors.facial import FacialExtractor
+
+        return FacialExtractor(config)
+    raise ValueError(f"modality {modality!r} is unknown; use one of {', '.join(MODALITIES)}.")
