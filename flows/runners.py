@@ -6,10 +6,7 @@ import os
 
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
-# Workers beyond one per core that still add throughput: MediaPipe detects in its own thread
-# while the calling thread waits, so a third facial worker decodes meanwhile (+5% frames/s on
-# 2 cores; bench/facial.py).
-OVERLAPPING_WORKERS = {"facial": 1}
+from extractors.registry import OVERLAPPING_WORKERS
 
 
 def worker_count(modality: str, workers: int) -> int:
