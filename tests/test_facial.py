@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +19,10 @@ FEAT = feat_data_dir()
 
 
 @pytest.fixture(scope="module")
-def extractor() -> FacialExtractor:
-    return FacialExtractor(FacialConfig())
+def extractor() -> Iterator[FacialExtractor]:
+    extractor = FacialExtractor(FacialConfig())
+    yield extractor
+    extractor.close()
 
 
 def video(path: Path, start=None, end=None) -> UtteranceInput:
@@ -102,13 +105,34 @@ def test_segment_and_frame_cap(extractor):
     assert capped["n_frames"] == 4
 
 
-def test_several_faces_take_the_largest(tmp_path, extractor):
+def test_several_faces_are_counted_and_one_is_kept(tmp_path, extractor):
     row = extractor.extract([video(still_video(FEAT / "multi_face.jpg", tmp_path / "m.mp4"))])[0]
     assert row["n_face_frames"] == row["n_frames"]
+    assert min(row["n_faces"]) >= 3 and row["n_tracks"] >= 3  # a group photo
+    assert row["speaker_choice"] == "largest"  # a still picture: no mouth moves with the sound
+
+
+def test_head_pose_turns_with_the_picture(extractor):
+    """A mirrored face turns the other way (yaw), a tilted picture tilts it (roll)."""
+    import cv2
+
+    rgb = np.ascontiguousarray(cv2.imread(str(FEAT / "single_face.jpg"))[:, :, ::-1])
+    h, w = rgb.shape[:2]
+    tilted = cv2.warpAffine(rgb, cv2.getRotationMatrix2D((w / 2, h / 2), 20, 1.0), (w, h))
+    with extractor.backend.clip(whole_frames=False) as read:
+        upright, mirrored, turned = (read(0.0, np.ascontiguousarray(image))[0].pose
+                                     for image in (rgb, rgb[:, ::-1], tilted))
+    assert abs(upright[0]) > 3 and mirrored[0] == pytest.approx(-upright[0], abs=4)  # yaw
+    assert mirrored[2] == pytest.approx(-upright[2], abs=3)  # roll mirrors too
+    assert abs((turned[2] - upright[2]) - 20) < 5  # the picture turned 20° counter-clockwise
 
 
 def test_config_errors(tmp_path):
     with pytest.raises(ValueError, match="facial.backend 'openface' is unknown; use mediapipe or"):
         FacialExtractor(FacialConfig(backend="openface"))
+    with pytest.raises(ValueError, match="facial.detector 'tiny' is unknown; use full_range or"):
+        FacialExtractor(FacialConfig(detector="tiny"))
+    with pytest.raises(ValueError, match="facial.speaker 'loudest' is unknown; use active or"):
+        FacialExtractor(FacialConfig(speaker="loudest"))
     with pytest.raises(ValueError, match="facial.model_path '/nope.task' is not a file"):
         FacialExtractor(FacialConfig(model_path="/nope.task"))

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from extractors.base import UtteranceInput
-from extractors.facial import AUS, FacialConfig, FacialExtractor
+from extractors.facial import AUS, VERSION, FacialConfig, FacialExtractor
 from extractors.pyfeat_backend import find_weights
 from mcncl.demo import feat_data_dir
 
@@ -34,16 +34,18 @@ def test_the_real_resource_folder_lacks_weights_here():
         find_weights(Path(feat.utils.io.get_resource_path()), "MPDetector")
 
 
-@pytest.mark.parametrize("detector", ["Detectorv2", "MPDetector"])
-def test_pyfeat_backend_runs_through_pyfeat(tmp_path: Path, detector: str):
+@pytest.mark.parametrize(("detector", "faces"), [("Detectorv2", "full_range"),
+                                                 ("MPDetector", "short_range")])
+def test_pyfeat_backend_runs_through_pyfeat(tmp_path: Path, detector: str, faces: str):
+    """Behind either face detector, py-feat writes the same table as MediaPipe."""
     from tests.pyfeat_standin import redirect_feat_resources, write_standin_weights
 
     write_standin_weights(tmp_path, detector)
     redirect_feat_resources(tmp_path)
     try:
         extractor = FacialExtractor(FacialConfig(backend="pyfeat", pyfeat_detector=detector,
-                                                 fps=2.0))
-        assert extractor.version.startswith(f"1+py-feat-2.1.5+{detector}+")
+                                                 detector=faces, fps=2.0))
+        assert extractor.version.startswith(f"{VERSION}+py-feat-2.1.5+{detector}+")
         row = extractor.extract([UtteranceInput(
             "u", "", None, str(feat_data_dir() / "single_face.mp4"))])[0]
     finally:
@@ -55,3 +57,7 @@ def test_pyfeat_backend_runs_through_pyfeat(tmp_path: Path, detector: str):
     assert aus.shape == (5, len(AUS)) and np.isfinite(aus).all()
     assert (aus >= 0).all() and (aus <= 1).all()  # probabilities
     assert row["blendshapes"] is None or np.stack(row["blendshapes"]).shape == (5, 52)
+    assert row["n_faces"] == [1] * 5 and row["speaker_choice"] == "only"
+    boxes = np.stack(row["face_box"])
+    assert boxes.shape == (5, 4) and np.all((boxes >= 0) & (boxes <= 1))
+    assert np.stack(row["head_pose"]).shape == (5, 3)
