@@ -1,21 +1,32 @@
 """MCN-CL against plain baselines on the real data in ../shared/data.
 
-    python bench/realdata.py [--task meld-text|ravdess-audio|both] [--epochs N]
+    python bench/realdata.py [--task meld-text|ravdess-audio|both] [--configs ce,supcon,...]
+                             [--seeds 3] [--epochs N] [--cv K] [--set train.lr=0.001 ...]
+                             [--work DIR]
 
 meld-text: MELD train/dev transcripts; the text extractor's sentence embeddings + logistic
 regression (the reference: dev weighted-F1 50.4) versus MCN-CL on the token embeddings with
-``model.modalities: [text]``, trained on train, selected and reported on dev.
-ravdess-audio: RAVDESS speech, actors 01-10 train, 11-12 dev; eGeMAPSv02 functionals +
-standardised logistic regression versus MCN-CL with ``model.modalities: [audio]``.
+``model.modalities: [text]``, trained on train, selected and reported on dev (the MELD test
+split is not here, and nothing is tuned on a test split).
+ravdess-audio: RAVDESS speech; eGeMAPSv02 functionals + standardised logistic regression
+versus MCN-CL with ``model.modalities: [audio]``: actors 01-10 train, 11-12 dev, or with
+``--cv K`` the speaker-independent K-fold cross-validation of ``fusion/cv.py`` (fold k tests,
+fold k + 1 selects), the regression on the same folds and the same (speaker or train)
+normalisation, both with ``tensors.speaker_norm`` none and speaker.
+Each configuration (``CONFIGS``: named params overrides, applied on top of params.yaml and
+then ``--set``) runs ``--seeds`` seeds; the table gives each seed's score and the median.
 Features go through the real flows (cached under data/cache), the model through the real
-tensor cache and training loop, with the params.yaml settings except those named here.
+tensor cache and training loop. A new task is one more entry in ``TASKS``.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
+import statistics
 import tempfile
-from dataclasses import replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from mcncl.offline import go_offline
@@ -24,6 +35,8 @@ go_offline()
 
 import numpy as np  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
+import torch  # noqa: E402
+import yaml  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.metrics import accuracy_score, f1_score  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
@@ -31,18 +44,74 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 from extractors.corpora import prepare_corpus  # noqa: E402
 from flows.extract import run_extraction  # noqa: E402
-from fusion.evaluate import evaluate  # noqa: E402
+from fusion.ablations import with_overrides  # noqa: E402
+from fusion.cv import run_cv  # noqa: E402
+from fusion.data import load_split  # noqa: E402
 from fusion.tensors import build_tensors  # noqa: E402
 from fusion.train import train  # noqa: E402
 from mcncl.atomic import write_parquet  # noqa: E402
-from mcncl.config import load_params  # noqa: E402
+from mcncl.config import Params, load_params  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
-TASKS = {  # name: (adapter, corpus folder, extractor, its column, modality in the model)
-    "meld-text": ("meld", SHARED / "meld", "text", "embedding", "text"),
-    "ravdess-audio": ("ravdess", SHARED / "ravdess_speech", "acoustic", "functionals", "audio"),
+
+
+@dataclass(frozen=True)
+class Task:
+    kind: str  # corpus adapter
+    root: Path  # corpus folder
+    extractor: str  # the extraction stage whose features the model reads
+    column: str  # that table's pooled column the logistic regression reads
+    modality: str  # the model's input
+
+
+TASKS = {
+    "meld-text": Task("meld", SHARED / "meld", "text", "embedding", "text"),
+    "ravdess-audio": Task("ravdess", SHARED / "ravdess_speech", "acoustic", "functionals",
+                          "audio"),
 }
+CONTRASTIVE = {"train.contrastive_weight": 0.1, "train.temperature": 0.1}  # tuned on dev
+CONFIGS: dict[str, dict[str, object]] = {  # name: params overrides
+    "params": {},
+    "ce": {"train.contrastive_weight": 0.0},
+    "supcon": {**CONTRASTIVE, "train.hard_negatives": "none"},
+    "supcon-hn": {**CONTRASTIVE, "train.hard_negatives": "exp"},
+    "supcon-balanced": {**CONTRASTIVE, "train.hard_negatives": "none",
+                        "train.sampler": "balanced"},
+    "supcon-hn-balanced": {**CONTRASTIVE, "train.hard_negatives": "exp",
+                           "train.sampler": "balanced"},
+    "supcon-queue": {**CONTRASTIVE, "train.hard_negatives": "none", "train.queue_size": 1024},
+    "supcon-hn-queue": {**CONTRASTIVE, "train.hard_negatives": "exp", "train.queue_size": 1024},
+    "context": {"train.contrastive_weight": 0.0, "model.context": True},
+}
+
+
+def prepare(task: str, params: Params, work: Path) -> tuple[Path, Path]:
+    """The task's manifest and feature folder (extracted once; the cache makes reruns quick)."""
+    spec = TASKS[task]
+    manifest, features = work / f"{task}.parquet", work / task
+    if not (features / f"{spec.extractor}.parquet").is_file():
+        table, _ = prepare_corpus(spec.kind, spec.root, name=task.split("-")[0],
+                                  dev_actors=(11, 12))
+        write_parquet(table, manifest)
+        extract = replace(params.extract, cache_dir=str(REPO / "data" / "cache"))
+        run_extraction(spec.extractor, manifest, features, extract,
+                       getattr(params, spec.extractor))
+    return manifest, features
+
+
+def sections(params: Params, task: str, overrides: dict) -> dict:
+    base = {"tensors": params.tensors, "train": params.train,
+            "model": replace(params.model, modalities=(TASKS[task].modality,))}
+    return with_overrides(overrides, **base)
+
+
+def tensors_for(manifest: Path, features: Path, config, work: Path) -> Path:
+    key = hashlib.sha1(json.dumps(asdict(config), sort_keys=True).encode()).hexdigest()[:10]
+    out = work / f"{manifest.stem}-tensors-{key}"
+    if not (out / "meta.json").is_file():
+        build_tensors(manifest, features, out, config)
+    return out
 
 
 def baseline(manifest: Path, features: Path, column: str) -> tuple[float, float]:
@@ -51,39 +120,108 @@ def baseline(manifest: Path, features: Path, column: str) -> tuple[float, float]
     data = m.merge(f, on="utterance_id")
     x = {s: np.stack(data[data.split == s][column].to_numpy()) for s in ("train", "dev")}
     y = {s: data[data.split == s]["label"].to_numpy() for s in ("train", "dev")}
-    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=1.0))
-    predicted = clf.fit(x["train"], y["train"]).predict(x["dev"])
+    predicted = logistic().fit(x["train"], y["train"]).predict(x["dev"])
     return f1_score(y["dev"], predicted, average="weighted"), accuracy_score(y["dev"], predicted)
 
 
-def run(task: str, epochs: int | None, work: Path) -> None:
-    kind, root, extractor, column, modality = TASKS[task]
+def logistic():
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=1.0))
+
+
+def run_dev(task: str, names: list[str], sets: dict, seeds: int, epochs: int | None,
+            work: Path) -> None:
+    """Train/dev: the baseline, then each configuration's dev weighted-F1 per seed."""
     params = load_params(REPO / "params.yaml")
-    table, _ = prepare_corpus(kind, root, name=task.split("-")[0], dev_actors=(11, 12))
-    manifest = work / f"{task}.parquet"
-    write_parquet(table, manifest)
-    extract = replace(params.extract, cache_dir=str(REPO / "data" / "cache"))
-    run_extraction(extractor, manifest, work / task, extract, getattr(params, extractor))
-    base_f1, base_acc = baseline(manifest, work / task / f"{extractor}.parquet", column)
-    build_tensors(manifest, work / task, work / f"{task}-tensors", params.tensors)
-    config = replace(params.train, epochs=epochs or params.train.epochs)
-    train(work / f"{task}-tensors", work / f"{task}-model",
-          replace(params.model, modalities=(modality,)), config)
-    ours = evaluate(work / f"{task}-tensors", work / f"{task}-model", split="dev")
-    print(f"| {task} | logistic regression | {100 * base_f1:.1f} | {100 * base_acc:.1f} |")
-    print(f"| {task} | MCN-CL ({modality} only) | {100 * ours['weighted_f1']:.1f} | "
-          f"{100 * ours['accuracy']:.1f} |", flush=True)
+    manifest, features = prepare(task, params, work)
+    spec = TASKS[task]
+    base_f1, _ = baseline(manifest, features / f"{spec.extractor}.parquet", spec.column)
+    print(f"| {task} | logistic regression | {100 * base_f1:.1f} | {100 * base_f1:.1f} |",
+          flush=True)
+    for name in names:
+        chosen = sections(params, task, {**CONFIGS[name], **sets})
+        tensor_dir = tensors_for(manifest, features, chosen["tensors"], work)
+        values = []
+        for i in range(seeds):
+            config = replace(chosen["train"], seed=chosen["train"].seed + i, seeds=1,
+                             epochs=epochs or chosen["train"].epochs)
+            with tempfile.TemporaryDirectory(dir=work) as out:
+                result = train(tensor_dir, Path(out), chosen["model"], config,
+                               echo=lambda *_: None)
+            values.append(100 * result["best_dev_weighted_f1"])
+        print(f"| {task} | {name} | {' '.join(f'{v:.1f}' for v in values)} | "
+              f"{statistics.median(values):.1f} |", flush=True)
+
+
+def lr_on_folds(cv_dir: Path, k: int) -> list[float]:
+    """The regression on each fold's functionals, normalised as the model's were.
+
+    It trains on the fold's train and dev speakers (it selects nothing) and scores test.
+    """
+    values = []
+    for i in range(k):
+        tensors = cv_dir / f"fold-{i}" / "tensors"
+        part = {s: load_split(tensors, s, torch.device("cpu")) for s in ("train", "dev", "test")}
+        x = np.concatenate([part[s]["functionals"].float().numpy() for s in ("train", "dev")])
+        y = np.concatenate([part[s]["label"].numpy() for s in ("train", "dev")])
+        predicted = logistic().fit(x, y).predict(part["test"]["functionals"].float().numpy())
+        values.append(100 * f1_score(part["test"]["label"].numpy(), predicted,
+                                     average="weighted"))
+    return values
+
+
+def run_folds(task: str, names: list[str], sets: dict, k: int, epochs: int | None,
+              work: Path, norms: tuple[str, ...] = ("none", "speaker")) -> None:
+    """Speaker-independent CV of each configuration, without and with speaker norm."""
+    params = load_params(REPO / "params.yaml")
+    manifest, features = prepare(task, params, work)
+    for norm in norms:
+        for name in names:
+            chosen = sections(params, task, {"tensors.speaker_norm": norm, **CONFIGS[name],
+                                             **sets})
+            config = replace(chosen["train"], epochs=epochs or chosen["train"].epochs)
+            tag = "-".join(f"{k}={v}" for k, v in sets.items() if k != "train.num_threads")
+            out = work / f"cv-{task}-{norm}-{name}{'-' + tag if tag else ''}"
+            summary = run_cv(manifest, features, out, chosen["tensors"], chosen["model"],
+                             config, k, echo=lambda *_: None)
+            ours = [100 * r["weighted_f1"] for r in summary["runs"]]
+            lr = lr_on_folds(out, k)
+            print(f"| {task} | {name} | {norm} | {_mean_std(ours)} | {_mean_std(lr)} | "
+                  f"{_mean_std(np.subtract(ours, lr).tolist())} |", flush=True)
+
+
+def _mean_std(values: list[float]) -> str:
+    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
+
+
+def _sets(items: list[str]) -> dict:
+    return {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in items)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", choices=[*TASKS, "both"], default="both")
+    parser.add_argument("--configs", default="params",
+                        help=f"comma-separated: {', '.join(CONFIGS)}")
+    parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--cv", type=int, default=0, help="folds (ravdess-audio); 0 = dev split")
+    parser.add_argument("--norms", default="none,speaker", help="--cv: tensors.speaker_norm")
+    parser.add_argument("--set", action="append", default=[], help="section.key=value")
+    parser.add_argument("--work", type=Path, default=None, help="keep features here")
     args = parser.parse_args()
+    names, sets = args.configs.split(","), _sets(args.set)
     with tempfile.TemporaryDirectory() as tmp:
-        print("| task | model | dev weighted-F1 | dev accuracy |\n|---|---|---|---|")
+        work = args.work or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
         for task in TASKS if args.task == "both" else [args.task]:
-            run(task, args.epochs, Path(tmp))
+            if args.cv:
+                print("| task | config | speaker norm | MCN-CL test wF1 (mean ± std over folds) "
+                      "| logistic regression | difference |\n|---|---|---|---|---|---|")
+                run_folds(task, names, sets, args.cv, args.epochs, work,
+                          tuple(args.norms.split(",")))
+            else:
+                print("| task | model | dev weighted-F1 per seed | median |\n|---|---|---|---|")
+                run_dev(task, names, sets, args.seeds, args.epochs, work)
 
 
 if __name__ == "__main__":

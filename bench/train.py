@@ -1,13 +1,16 @@
 """Training throughput: the real loop versus the model's bare forward + backward.
 
     python bench/train.py [--utterances 10000] [--epochs 2] [--device auto]
+                          [--configs full,context] [--threads 0]
 
 MELD-sized random data (10k train utterances; 40 text tokens x 384, 100 audio frames x 25
 plus 88 functionals, 50 AU frames x 17; a fifth of each modality missing) is written as a
 tensor cache. "Real loop": ``fusion.train.train`` (batching, losses, clipping, schedule,
-dev evaluation of 500 utterances, checkpointing), seconds per epoch from its log. "Bare":
-the same model, loss and optimizer stepping over batches sliced from tensors already in
-memory, nothing else. Prints utterances per second of each and their ratio (target >= 0.9).
+dev evaluation of a twentieth as many utterances (500), checkpointing), seconds per epoch
+from its log. "Bare": the same model, loss and optimizer stepping over batches sliced from
+tensors already in memory, nothing else. Prints utterances per second of each and their ratio
+(target >= 0.9), for the full model and with ``model.context`` (whole dialogues of 8 per
+batch).
 """
 
 from __future__ import annotations
@@ -61,7 +64,8 @@ def bare(root: Path, model_config: ModelConfig, config: TrainConfig) -> float:
     model = build_model(meta, model_config).to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr)
     data = load_split(root, "train", device)
-    prepared = list(batches(data, config.batch_size, torch.Generator().manual_seed(0)))
+    prepared = list(batches(data, config.batch_size, torch.Generator().manual_seed(0),
+                            by_dialogue=model_config.context))
     start = time.perf_counter()
     for batch in prepared:
         loss = total_loss(*model(batch), batch["label"], None, config)
@@ -71,30 +75,41 @@ def bare(root: Path, model_config: ModelConfig, config: TrainConfig) -> float:
     return len(data["label"]) / (time.perf_counter() - start)
 
 
+def measure(root: Path, work: Path, model_config: ModelConfig, config: TrainConfig,
+            n: int) -> tuple[float, float, float]:
+    """Utterances per second of the real loop and of the bare loop, and seconds per epoch."""
+    train(root, work, model_config, config, echo=lambda *_: None)
+    log = (work / "train_log.csv").read_text().splitlines()[1:]
+    seconds = statistics.median(float(line.split(",")[-1]) for line in log)
+    bare_speed = statistics.median(bare(root, model_config, config)
+                                   for _ in range(config.epochs))
+    return n / seconds, bare_speed, seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--utterances", type=int, default=10000)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--configs", default="full,context", help="full and/or context")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     args = parser.parse_args()
-    model_config = ModelConfig()
-    config = TrainConfig(epochs=args.epochs, patience=args.epochs, device=args.device)
+    config = TrainConfig(epochs=args.epochs, patience=args.epochs, device=args.device,
+                         num_threads=args.threads)
+    device = pick_device(args.device)
+    print(f"device {device}; {args.utterances} utterances; batch {config.batch_size}")
+    print("| configuration | real loop utt/s | bare forward+backward utt/s | ratio | "
+          "s per epoch (real) |\n|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "cache"
         root.mkdir()
-        write_cache(root, args.utterances)
-        train(root, Path(tmp) / "model", model_config, config, echo=lambda *_: None)
-        log = (Path(tmp) / "model" / "train_log.csv").read_text().splitlines()[1:]
-        seconds = [float(line.split(",")[-1]) for line in log]
-        real = args.utterances / statistics.median(seconds)
-        bare_speed = statistics.median(bare(root, model_config, config)
-                                       for _ in range(args.epochs))
-    device = pick_device(args.device)
-    print(f"device {device}; {args.utterances} utterances; batch {config.batch_size}")
-    print("| real loop utt/s | bare forward+backward utt/s | ratio | s per epoch (real) |")
-    print("|---|---|---|---|")
-    print(f"| {real:.0f} | {bare_speed:.0f} | {real / bare_speed:.2f} | "
-          f"{statistics.median(seconds):.1f} |")
+        write_cache(root, args.utterances, max(50, args.utterances // 20))  # dev: 1/20
+        for name in args.configs.split(","):
+            model_config = ModelConfig(context=name == "context")
+            real, bare_speed, seconds = measure(root, Path(tmp) / name, model_config, config,
+                                                args.utterances)
+            print(f"| {name} | {real:.0f} | {bare_speed:.0f} | {real / bare_speed:.2f} | "
+                  f"{seconds:.1f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """The ablations of the paper's claims, as named sets of params overrides.
 
 Each runs as a DVC experiment (``dvc exp run -n <name> -S <key>=<value> ...``) or in-process
-on the current tensor cache (``mcncl ablations --run``), which prints one table.
+on the current tensor cache (``mcncl ablations --run``), which prints one table of dev
+scores: ablations are compared on dev only.
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
+import torch
+
 from fusion.config import ModelConfig, TrainConfig
-from fusion.evaluate import evaluate
 from fusion.train import train
 
 ABLATIONS: dict[str, dict[str, object]] = {
@@ -20,8 +22,9 @@ ABLATIONS: dict[str, dict[str, object]] = {
     "audio-only": {"model.modalities": ["audio"]},
     "visual-only": {"model.modalities": ["visual"]},
     "concat-fusion": {"model.fusion": "concat"},
-    "no-contrastive": {"train.contrastive_weight": 0.0},
-    "no-hard-negatives": {"train.hard_negatives": "none"},
+    "contrastive": {"train.contrastive_weight": 0.1, "train.hard_negatives": "none"},
+    "contrastive-hard-negatives": {"train.contrastive_weight": 0.1,
+                                   "train.hard_negatives": "exp"},
 }
 
 
@@ -34,18 +37,31 @@ def _yaml(value: object) -> str:
     return f"[{','.join(map(str, value))}]" if isinstance(value, list) else str(value)
 
 
+def with_overrides(overrides: dict[str, object], **sections: object) -> dict[str, object]:
+    """``sections`` (name → config dataclass) with ``{"section.field": value}`` applied."""
+    changed: dict[str, dict] = {name: {} for name in sections}
+    for key, value in overrides.items():
+        section, field = key.split(".")
+        if section not in sections:
+            raise ValueError(f"{key}: only {', '.join(sections)} settings can be overridden here.")
+        changed[section][field] = tuple(value) if isinstance(value, list) else value
+    return {name: replace(config, **changed[name]) for name, config in sections.items()}
+
+
 def configs(name: str, model: ModelConfig, config: TrainConfig) -> tuple[ModelConfig,
                                                                           TrainConfig]:
-    sections = {"model": {}, "train": {}}
-    for key, value in ABLATIONS[name].items():
-        section, field = key.split(".")
-        sections[section][field] = tuple(value) if isinstance(value, list) else value
-    return replace(model, **sections["model"]), replace(config, **sections["train"])
+    chosen = with_overrides(ABLATIONS[name], model=model, train=config)
+    return chosen["model"], chosen["train"]
 
 
 def run_all(tensor_dir: Path, model: ModelConfig, config: TrainConfig,
             echo=print) -> list[dict]:
-    """Train and evaluate every ablation on ``tensor_dir``; return one row per ablation."""
+    """Train every ablation on ``tensor_dir`` and score it on dev; return one row each.
+
+    Only dev decides between them: each row is the best dev checkpoint's scores (the median
+    over ``train.seeds`` seeds when there are several). The held-out split is scored once,
+    by ``mcncl evaluate``, for the configuration in params.yaml.
+    """
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in ABLATIONS:
@@ -54,13 +70,17 @@ def run_all(tensor_dir: Path, model: ModelConfig, config: TrainConfig,
             if not present:
                 echo(f"{name}: skipped, no {'/'.join(m.modalities)} features were built")
                 continue
-            out = Path(tmp) / name
-            train(tensor_dir, out, m, c, echo=lambda *_: None)
-            result = evaluate(tensor_dir, out)
-            rows.append({"ablation": name, "split": result["split"],
-                         "weighted_f1": result["weighted_f1"], "accuracy": result["accuracy"],
-                         "macro_f1": result["macro_f1"]})
-            echo(f"{name}: weighted-F1 {result['weighted_f1']:.4f}")
+            runs = []
+            for i in range(max(1, c.seeds)):
+                out = Path(tmp) / name / str(i)
+                train(tensor_dir, out, m, replace(c, seed=c.seed + i, seeds=1),
+                      echo=lambda *_: None)
+                runs.append(torch.load(out / "model.pt", weights_only=False)["dev"])
+            dev = sorted(runs, key=lambda r: r["weighted_f1"])[(len(runs) - 1) // 2]
+            rows.append({"ablation": name, "split": "dev", "seeds": len(runs),
+                         "weighted_f1": dev["weighted_f1"], "accuracy": dev["accuracy"],
+                         "macro_f1": dev["macro_f1"]})
+            echo(f"{name}: dev weighted-F1 {dev['weighted_f1']:.4f}")
     return rows
 
 

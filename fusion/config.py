@@ -1,4 +1,4 @@
-"""The fusion stages' settings (params.yaml sections ``tensors``, ``model`` and ``train``)."""
+"""The fusion stages' settings (params.yaml sections ``tensors``, ``model``, ``train``, ``cv``)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,9 @@ class TensorConfig:
     max_audio_frames: int = 100  # 10 s at 10 Hz
     max_visual_frames: int = 50  # 10 s at 5 fps
     dtype: str = "float16"  # storage precision of the feature tensors
+    standardise: tuple[str, ...] = ("audio",)  # modalities scaled by train mean and std
+    speaker_norm: str = "none"  # none | speaker: audio and visual scaled per speaker
+    speaker_min_utterances: int = 8  # fewer: that speaker falls back to the train statistics
 
 
 @dataclass(frozen=True)
@@ -28,24 +31,35 @@ class ModelConfig:
     pyramid_kernels: tuple[int, ...] = (3, 5, 7)  # visual temporal pyramid ("PSA")
     se_reduction: int = 4  # squeeze-and-excitation bottleneck over AU channels
     context: bool = False  # dialogue-context encoder over the utterances of a dialogue
-    max_speakers: int = 512  # context: speaker embeddings (codes beyond wrap around)
+    max_speakers: int = 16  # context: speakers per dialogue (index within it; beyond wraps)
+    projection_dim: int = 0  # contrastive view: a 2-layer projection head to this width; 0 = none
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = 30
-    batch_size: int = 32
+    batch_size: int = 32  # per rank
     lr: float = 5e-4
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     patience: int = 6  # epochs without a better dev weighted-F1 before stopping
     grad_clip: float = 1.0
     seed: int = 13
+    seeds: int = 1  # `mcncl train` trains seeds seed, seed+1, ...; the best on dev is kept
     class_weights: bool = False  # cross-entropy weighted by inverse class frequency
     focal_gamma: float = 0.0  # > 0: focal loss instead of cross-entropy
-    contrastive_weight: float = 0.1  # lambda; 0 switches the contrastive loss off
+    contrastive_weight: float = 0.0  # lambda; 0 = off (it did not measurably help, README)
     temperature: float = 0.1  # tau
-    hard_negatives: str = "exp"  # exp (weights ~ exp(beta * similarity)) | none
-    hard_negative_beta: float = 1.0
+    hard_negatives: str = "exp"  # exp (weights ~ exp(beta * s / tau)) | none
+    hard_negative_beta: float = 0.5
+    sampler: str = "shuffle"  # shuffle | balanced (each batch topped up to min_per_class)
+    min_per_class: int = 2  # balanced: members of each class per batch (top-ups: no CE)
+    queue_size: int = 0  # > 0: a memory of recent contrastive views (keys, per modality)
     device: str = "auto"  # auto | cpu | cuda
     num_threads: int = 0  # torch CPU threads; 0 = torch's default
+
+
+@dataclass(frozen=True)
+class CVConfig:
+    folds: int = 6  # speaker-disjoint folds of train+dev; fold k tests, fold k+1 selects
+    out: str = "data/cv"  # <out>/<corpus>/cv.json and the fold runs

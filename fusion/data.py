@@ -1,8 +1,17 @@
-"""Loading the tensor cache and cutting it into batches (no Parquet is parsed here)."""
+"""Loading the tensor cache and cutting it into batches (no Parquet is parsed here).
+
+An epoch's plan is its list of batches (rows of the split), fixed before the epoch starts: the
+rows (or, with ``by_dialogue``, whole dialogues in turn order) are shuffled and packed greedily
+into batches of at most ``batch_size`` utterances. Under several ranks the batches are dealt
+round robin and the plan is padded by wrapping around, so every rank takes the same number of
+steps (a rank that ran out would hang the others in DistributedDataParallel). Plans for all
+epochs are made up front from the seed, so training knows its real number of steps.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +37,56 @@ def size(split: dict[str, Tensor]) -> int:
     return len(split["label"])
 
 
+def epoch_plan(split: dict[str, Tensor], batch_size: int, generator: torch.Generator | None,
+               rank: int = 0, world: int = 1, by_dialogue: bool = False) -> list[Tensor]:
+    """This rank's batches (row indices) of one epoch; every rank gets as many."""
+    if not by_dialogue:  # one utterance per group: packing is cutting
+        order = torch.arange(size(split)) if generator is None else torch.randperm(
+            size(split), generator=generator)
+        return _deal(list(order.split(batch_size)), rank, world)
+    groups = _groups(split, by_dialogue)
+    if generator is not None:
+        groups = [groups[i] for i in torch.randperm(len(groups), generator=generator)]
+    plan, current, count = [], [], 0
+    for group in groups:
+        if current and count + len(group) > batch_size:
+            plan.append(torch.cat(current))
+            current, count = [], 0
+        current.append(group)
+        count += len(group)
+    if current:
+        plan.append(torch.cat(current))
+    return _deal(plan, rank, world)
+
+
+def _deal(plan: list[Tensor], rank: int, world: int) -> list[Tensor]:
+    """Batches round robin; the plan wraps around so every rank gets as many."""
+    if world == 1 or not plan:
+        return plan
+    per_rank = math.ceil(len(plan) / world)
+    return [plan[i % len(plan)] for i in range(per_rank * world)][rank::world]
+
+
+SEQUENCES = ("text", "audio", "visual")
+
+
+def take(split: dict[str, Tensor], rows: Tensor) -> dict[str, Tensor]:
+    """The batch of ``rows``; ``index`` says which rows of ``split`` they are.
+
+    Each sequence is cut after the batch's last valid frame: the padding after it is masked
+    everywhere, so the model computes the same for fewer positions (MELD's transcripts fill
+    about a third of the 40 token slots).
+    """
+    rows = rows.to(split["label"].device)
+    batch = {"index": rows, **{k: v[rows] for k, v in split.items()}}
+    for m in SEQUENCES:
+        if f"{m}_mask" in batch:
+            used = torch.nonzero(batch[f"{m}_mask"].any(0))
+            length = int(used.max()) + 1 if len(used) else 1
+            batch[m], batch[f"{m}_mask"] = batch[m][:, :length], batch[f"{m}_mask"][:, :length]
+    return batch
+
+
 def batches(split: dict[str, Tensor], batch_size: int, generator: torch.Generator | None = None,
             rank: int = 0, world: int = 1, by_dialogue: bool = False
             ) -> Iterator[dict[str, Tensor]]:
@@ -36,21 +95,46 @@ def batches(split: dict[str, Tensor], batch_size: int, generator: torch.Generato
     ``by_dialogue`` keeps each dialogue's utterances together in one batch (in turn order),
     for the dialogue-context encoder. Each batch carries ``index``: its rows in ``split``.
     """
-    groups = _groups(split, by_dialogue)
-    if generator is not None:
-        groups = [groups[i] for i in torch.randperm(len(groups), generator=generator)]
-    groups = groups[rank::world]
-    current: list[Tensor] = []
-    count = 0
-    for group in groups + [None]:
-        if group is None or (current and count + len(group) > batch_size):
-            if current:
-                chosen = torch.cat(current).to(split["label"].device)
-                yield {"index": chosen, **{k: v[chosen] for k, v in split.items()}}
-            current, count = [], 0
-        if group is not None:
-            current.append(group)
-            count += len(group)
+    for rows in epoch_plan(split, batch_size, generator, rank, world, by_dialogue):
+        yield take(split, rows)
+
+
+class BalancedTopUp:
+    """Tops a batch up so each class with ≥ 2 train examples has ``min_per_class`` members.
+
+    The extra rows (``topup`` true) are drawn at random from the class's other examples; they
+    serve the contrastive loss as positives and negatives and are left out of the
+    classification loss, so the class prior the classifier learns is unchanged. With
+    ``by_dialogue`` each extra row gets a dialogue of its own (it has no context here).
+    """
+
+    def __init__(self, labels: Tensor, min_per_class: int, generator: torch.Generator):
+        labels = labels.cpu()
+        self.pools = [torch.nonzero(labels == c).flatten() for c in range(int(labels.max()) + 1)]
+        self.pools = [p for p in self.pools if len(p) >= 2]
+        self.labels, self.min_per_class, self.generator = labels, min_per_class, generator
+
+    def rows(self, rows: Tensor) -> Tensor:
+        """The extra rows for the batch ``rows`` (possibly none)."""
+        rows = rows.cpu()
+        extra = []
+        for pool in self.pools:
+            need = min(self.min_per_class, len(pool)) - int(torch.isin(pool, rows).sum())
+            if need > 0:
+                others = pool[~torch.isin(pool, rows)]
+                extra.append(others[torch.randperm(len(others), generator=self.generator)[:need]])
+        return torch.cat(extra) if extra else rows[:0]
+
+    def __call__(self, split: dict[str, Tensor], rows: Tensor) -> dict[str, Tensor]:
+        extra = self.rows(rows)
+        batch = take(split, torch.cat([rows.cpu(), extra]))
+        topup = torch.zeros(len(batch["index"]), dtype=torch.bool, device=batch["label"].device)
+        topup[len(rows):] = True
+        batch["topup"] = topup
+        if "dialogue" in batch and len(extra):
+            batch["dialogue"] = batch["dialogue"].clone()
+            batch["dialogue"][topup] = -1 - torch.arange(len(extra), device=topup.device)
+        return batch
 
 
 def _groups(split: dict[str, Tensor], by_dialogue: bool) -> list[Tensor]:

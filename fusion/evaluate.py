@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import torch
+from sklearn.metrics import f1_score
 
 from fusion.config import ModelConfig
 from fusion.data import load_meta, load_split, size
@@ -43,7 +44,10 @@ def evaluate(tensor_dir: Path, model_dir: Path, split: str = "test") -> dict:
     predicted = probs.argmax(1)
     names = meta["labels"]
     result = {"split": split, **scores(labels, predicted, names),
-              "best_epoch": saved["epoch"], "dev_weighted_f1": saved["dev"]["weighted_f1"]}
+              "best_epoch": saved["epoch"], "dev_weighted_f1": saved["dev"]["weighted_f1"],
+              "coverage": coverage(data, list(meta["dims"]))}
+    if (model_dir / "seeds.json").is_file():
+        result["seeds"] = _seeds(tensor_dir, model_dir, split)
     write_text(json.dumps({k: v for k, v in result.items() if k != "confusion"}, indent=2),
                model_dir / "metrics.json")
     ids = meta["splits"][split]
@@ -64,6 +68,35 @@ def evaluate(tensor_dir: Path, model_dir: Path, split: str = "test") -> dict:
     _confusion_png(np.array(result["confusion"]), names, model_dir / "confusion.png",
                    f"{split}: weighted-F1 {result['weighted_f1']:.3f}")
     return result
+
+
+def coverage(data: dict, modalities: list[str]) -> dict:
+    """How many utterances of a split have each modality's features, and how many have none."""
+    present = [data[f"{m}_present"].bool() for m in modalities]
+    anything = torch.stack(present).any(0) if present else torch.zeros(size(data), dtype=bool)
+    return {"n": size(data), **{m: int(p.sum()) for m, p in zip(modalities, present,
+                                                                    strict=True)},
+            "none": int((~anything).sum())}
+
+
+def _seeds(tensor_dir: Path, model_dir: Path, split: str) -> dict:
+    """Every seed's dev and ``split`` weighted-F1, their mean and std, and the best-dev seed."""
+    runs = json.loads((model_dir / "seeds.json").read_text(encoding="utf-8"))
+    data = load_split(tensor_dir, split, torch.device("cpu"))
+    dev, scored = [], []
+    for run in runs["runs"]:
+        model, _ = load_model(model_dir / "seeds" / str(run["seed"]))
+        probs, labels = predict(model, data, 128)
+        dev.append(run["best_dev_weighted_f1"])
+        scored.append(float(f1_score(labels, probs.argmax(1), average="weighted",
+                                     zero_division=0)))
+    return {"n": len(runs["runs"]), "best_dev_seed": runs["best_seed"],
+            "values": {"seed": [r["seed"] for r in runs["runs"]], "dev_weighted_f1": dev,
+                       f"{split}_weighted_f1": scored},
+            "dev_weighted_f1_mean": float(np.mean(dev)),
+            "dev_weighted_f1_std": float(np.std(dev, ddof=1)),
+            f"{split}_weighted_f1_mean": float(np.mean(scored)),
+            f"{split}_weighted_f1_std": float(np.std(scored, ddof=1))}
 
 
 def summary_rows(result: dict) -> list[dict]:

@@ -1,44 +1,63 @@
 """Classification loss and the modality-specific supervised contrastive loss.
 
-Contrastive loss for one modality's pooled vectors z (L2-normalised), labels y, temperature τ:
-for each anchor i with at least one positive (same label, j ≠ i),
+Contrastive loss for one modality's contrastive views (L2-normalised; the projection head's
+output when ``model.projection_dim`` > 0), labels y, temperature τ. Anchors are the batch's
+utterances; keys are the batch's views gathered from every rank (DDP) plus, with
+``train.queue_size``, a memory of recent views (detached). For each anchor i with at least
+one positive (same label, not i itself) among the keys,
 
     L_i = -1/|P(i)| Σ_p log( e^{s_ip} / (Σ_{p'∈P(i)} e^{s_ip'} + Σ_{n∈N(i)} w_in e^{s_in}) )
 
-with s = z·zᵀ/τ. Hard-negative weighting (``exp``): w_in = |N(i)| · softmax_n(β s_in), so the
-weights average 1 and the most similar negatives count most; with ``none`` (or β = 0) every
-w_in = 1 and this is the plain supervised contrastive loss (Khosla et al., 2020). Weights are
-constants (no gradient through them), as in Robinson et al. (2021).
+with s_ij = z_i·z_j / τ. Hard-negative weighting (``exp``, Robinson et al. 2021):
+w_in = |N(i)| · softmax_n(β s_in), i.e. w ∝ exp(β z_i·z_n / τ), normalised to mean 1 over
+the anchor's negatives. β is on the scale of the logits: β = 0 (or ``none``) is the plain
+supervised contrastive loss (Khosla et al. 2020); at β = 1 a negative's share of the
+denominator grows as exp(2 s) instead of exp(s); β = 0.5 sits between. Weights are constants
+(no gradient through them), as in Robinson et al.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
 
 
-def negative_weights(similarity: Tensor, negatives: Tensor, beta: float) -> Tensor:
-    """Weights of each anchor's negatives (rows), mean 1 over its negatives; 0 elsewhere."""
-    logits = (beta * similarity).masked_fill(~negatives, float("-inf"))
+def negative_weights(logits: Tensor, negatives: Tensor, beta: float) -> Tensor:
+    """Weights of each anchor's negatives (rows), mean 1 over its negatives; 0 elsewhere.
+
+    ``logits`` are the similarities divided by τ (the same scale as in the loss).
+    """
+    scores = (beta * logits).masked_fill(~negatives, float("-inf"))
     count = negatives.sum(1, keepdim=True)
-    weights = torch.softmax(logits, dim=1).nan_to_num(0.0) * count
+    weights = torch.softmax(scores, dim=1).nan_to_num(0.0) * count
     return weights.detach()
 
 
 def contrastive_loss(z: Tensor, labels: Tensor, temperature: float, hard_negatives: str,
-                     beta: float) -> Tensor:
-    """Mean loss over anchors that have a positive; 0 when none has."""
+                     beta: float, keys: Tensor | None = None, key_labels: Tensor | None = None,
+                     offset: int = 0) -> Tensor:
+    """Mean loss over anchors ``z`` that have a positive; 0 when none has.
+
+    ``keys`` (default: ``z``) must hold ``z`` itself at rows ``offset``.. (an anchor is not its
+    own positive); their labels are ``key_labels``.
+    """
     z = F.normalize(z.float(), dim=1)
-    s = z @ z.T / temperature
-    same = labels.unsqueeze(0) == labels.unsqueeze(1)
-    eye = torch.eye(len(z), dtype=torch.bool, device=z.device)
-    positives, negatives = same & ~eye, ~same
+    if keys is None:
+        keys, key_labels = z, labels
+    else:
+        keys = F.normalize(keys.float(), dim=1)
+    s = z @ keys.T / temperature
+    same = labels.unsqueeze(1) == key_labels.unsqueeze(0)
+    itself = torch.zeros_like(same)
+    itself[torch.arange(len(z)), offset + torch.arange(len(z))] = True
+    positives, negatives = same & ~itself, ~same
     has_positive = positives.any(1)
     if not has_positive.any():  # also a batch where nobody has this modality
-        return z.sum() * 0.0
+        return (z.sum() + keys.sum()) * 0.0  # keeps every rank's graph the same shape
     if hard_negatives == "exp":
-        weights = negative_weights(s * temperature, negatives, beta)
+        weights = negative_weights(s, negatives, beta)
     elif hard_negatives == "none":
         weights = negatives.float()
     else:
@@ -52,15 +71,92 @@ def contrastive_loss(z: Tensor, labels: Tensor, temperature: float, hard_negativ
     return -per_anchor.mean()
 
 
-def total_loss(logits: Tensor, pooled: dict[str, Tensor], present: dict[str, Tensor],
-               labels: Tensor, class_weights: Tensor | None, config) -> Tensor:
-    """Classification loss plus λ × each modality's contrastive loss (``config``: TrainConfig)."""
-    loss = classification_loss(logits.float(), labels, class_weights, config.focal_gamma)
-    if config.contrastive_weight > 0:
-        loss = loss + config.contrastive_weight * sum(
-            contrastive_loss(pooled[m][present[m]], labels[present[m]], config.temperature,
-                             config.hard_negatives, config.hard_negative_beta) for m in pooled)
-    return loss
+class _GatherRows(torch.autograd.Function):
+    """all_gather of equally padded rows; the gradient of every copy flows back to its rank."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.rank, ctx.n = dist.get_rank(), len(x)
+        out = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+        dist.all_gather(out, x.contiguous())
+        return torch.stack(out)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)  # each rank's loss has a gradient for every rank's rows
+        return grad[ctx.rank]
+
+
+def gather_rows(x: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, int]:
+    """Every rank's rows of ``x`` (differentiable) and ``labels``, and where this rank's start.
+
+    Without a process group (or with one rank) it returns its inputs and offset 0.
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return x, labels, 0
+    world, rank = dist.get_world_size(), dist.get_rank()
+    sizes = [torch.zeros(1, dtype=torch.long, device=x.device) for _ in range(world)]
+    dist.all_gather(sizes, torch.tensor([len(x)], device=x.device))
+    sizes = [int(n) for n in sizes]
+    top = max(sizes)
+    padded = torch.cat([x, x.new_zeros(top - len(x), *x.shape[1:])])
+    padded_labels = torch.cat([labels, labels.new_full((top - len(x),), -1)])
+    rows = _GatherRows.apply(padded)
+    label_rows = [torch.empty_like(padded_labels) for _ in range(world)]
+    dist.all_gather(label_rows, padded_labels)
+    keep = [slice(0, n) for n in sizes]
+    return (torch.cat([rows[r, k] for r, k in enumerate(keep)]),
+            torch.cat([label_rows[r][k] for r, k in enumerate(keep)]), sum(sizes[:rank]))
+
+
+class MemoryQueue:
+    """The last ``size`` contrastive views of each modality (detached) and their labels."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.views: dict[str, Tensor] = {}
+        self.labels: dict[str, Tensor] = {}
+
+    def keys(self, modality: str, views: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        """``views``/``labels`` followed by the queue's (the current batch first)."""
+        if modality not in self.views:
+            return views, labels
+        return (torch.cat([views, self.views[modality].to(views.dtype)]),
+                torch.cat([labels, self.labels[modality]]))
+
+    def push(self, modality: str, views: Tensor, labels: Tensor) -> None:
+        views = F.normalize(views.detach().float(), dim=1)
+        if modality in self.views:
+            views = torch.cat([views, self.views[modality]])
+            labels = torch.cat([labels, self.labels[modality]])
+        self.views[modality], self.labels[modality] = views[: self.size], labels[: self.size]
+
+
+def total_loss(logits: Tensor, views: dict[str, Tensor], present: dict[str, Tensor],
+               labels: Tensor, class_weights: Tensor | None, config,
+               topup: Tensor | None = None, queue: MemoryQueue | None = None) -> Tensor:
+    """Classification loss plus λ × each modality's contrastive loss (``config``: TrainConfig).
+
+    Rows marked ``topup`` (balanced sampler extras) count in the contrastive loss only.
+    """
+    counted = slice(None) if topup is None else ~topup
+    loss = classification_loss(logits.float()[counted], labels[counted], class_weights,
+                               config.focal_gamma)
+    if config.contrastive_weight <= 0:
+        return loss
+    contrastive = loss.new_zeros(())
+    for m in views:
+        z, y = views[m][present[m]], labels[present[m]]
+        batch_keys, batch_labels, offset = gather_rows(z, y)
+        keys, key_labels = (batch_keys, batch_labels) if queue is None else queue.keys(
+            m, batch_keys, batch_labels)
+        contrastive = contrastive + contrastive_loss(
+            z, y, config.temperature, config.hard_negatives, config.hard_negative_beta,
+            keys, key_labels, offset)
+        if queue is not None:
+            queue.push(m, batch_keys, batch_labels)
+    return loss + config.contrastive_weight * contrastive
 
 
 def classification_loss(logits: Tensor, labels: Tensor, class_weights: Tensor | None,

@@ -7,8 +7,11 @@ channels: our reading of "PSA"). Then ``n_layers`` triple-query layers: each str
 the other two (cross-attention, masked), then attends to itself, then a feed-forward block;
 the three streams are updated together from the previous layer's states (bidirectional).
 Masked attention pooling gives one vector per stream; a gate weighs the streams present and
-a classifier reads the fused vector. Every stream has a learned null token among its keys,
-so an utterance missing a modality attends to nothing harmful and never divides by zero.
+a classifier reads the fused vector. With ``projection_dim`` > 0 each stream's pooled vector
+also goes through a small projection head (as in SupCon) whose output is the view the
+contrastive loss compares; the classifier never sees it. Every stream has a learned null
+token among its keys, so an utterance missing a modality attends to nothing harmful and never
+divides by zero.
 """
 
 from __future__ import annotations
@@ -71,13 +74,16 @@ class TripleQueryLayer(nn.Module):
         d, heads, p = config.d_model, config.n_heads, config.dropout
 
         def block() -> nn.ModuleDict:
-            return nn.ModuleDict({
-                "cross": nn.MultiheadAttention(d, heads, dropout=p, batch_first=True),
+            parts = {
                 "self": nn.MultiheadAttention(d, heads, dropout=p, batch_first=True),
                 "ffn": nn.Sequential(nn.Linear(d, d * config.ffn_mult), nn.GELU(),
                                      nn.Dropout(p), nn.Linear(d * config.ffn_mult, d)),
-                "n1": nn.LayerNorm(d), "n2": nn.LayerNorm(d), "n3": nn.LayerNorm(d),
-            })
+                "n2": nn.LayerNorm(d), "n3": nn.LayerNorm(d),
+            }
+            if len(names) > 1:  # one stream has nobody to query
+                parts["cross"] = nn.MultiheadAttention(d, heads, dropout=p, batch_first=True)
+                parts["n1"] = nn.LayerNorm(d)
+            return nn.ModuleDict(parts)
 
         self.blocks = nn.ModuleDict({name: block() for name in names})
         self.drop = nn.Dropout(p)
@@ -114,7 +120,8 @@ class DialogueContext(nn.Module):
     """A speaker-aware bidirectional GRU over the utterances of each dialogue in the batch.
 
     Utterances are ordered by turn within their dialogue; each one's fused vector plus an
-    embedding of its speaker goes in, and the GRU's output is added back (residual).
+    embedding of its speaker (its index within the dialogue: 0 = first to speak) goes in, and
+    the GRU's output is added back (residual).
     """
 
     def __init__(self, d: int, max_speakers: int):
@@ -161,7 +168,11 @@ class MCNCL(nn.Module):
             raise ValueError(f"model.fusion {config.fusion!r} is unknown; use cross or concat.")
         self.layers = nn.ModuleList(TripleQueryLayer(self.names, config) for _ in range(layers))
         self.pool = nn.ModuleDict({m: AttentionPool(d) for m in self.names})
-        self.gate = nn.Linear(d * len(self.names), len(self.names))
+        self.gate = nn.Linear(d * len(self.names), len(self.names)) \
+            if config.fusion == "cross" else None
+        self.heads = nn.ModuleDict({
+            m: nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, config.projection_dim))
+            for m in self.names}) if config.projection_dim > 0 else None
         fused = d * len(self.names) if config.fusion == "concat" else d
         self.context = DialogueContext(fused, config.max_speakers) if config.context else None
         self.n_classes = n_classes
@@ -169,7 +180,10 @@ class MCNCL(nn.Module):
                                         nn.GELU(), nn.Linear(d, n_classes))
 
     def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor], dict]:
-        """Return logits, the pooled vector of each stream, and which utterances have it."""
+        """Return logits, each stream's contrastive view and which utterances have it.
+
+        The view is the stream's pooled vector, or its projection with ``projection_dim``.
+        """
         states, masks, present = {}, {}, {}
         for m in self.names:
             x, mask = batch[m].float(), batch[f"{m}_mask"].bool()
@@ -184,7 +198,7 @@ class MCNCL(nn.Module):
         pooled = {m: self.pool[m](states[m], masks[m]) for m in self.names}
         stacked = torch.stack([pooled[m] for m in self.names], dim=1)  # (B, M, d)
         available = torch.stack([present[m] for m in self.names], dim=1)  # (B, M)
-        if self.config.fusion == "concat":
+        if self.gate is None:  # concat
             fused = (stacked * available.unsqueeze(-1)).flatten(1)
         else:
             gates = self.gate(stacked.flatten(1)).masked_fill(~available, float("-inf"))
@@ -192,4 +206,6 @@ class MCNCL(nn.Module):
             fused = (weights.unsqueeze(-1) * stacked).sum(1)
         if self.context is not None:
             fused = self.context(fused, batch["dialogue"], batch["turn"], batch["speaker"])
+        if self.heads is not None:
+            pooled = {m: self.heads[m](pooled[m]) for m in self.names}
         return self.classifier(fused), pooled, present

@@ -44,7 +44,8 @@ def transcript_for(clip: Path, text: str | None) -> str:
 
 def predict_clip(clip: Path, text: str | None, model_dir: Path, extractor_configs: dict,
                  tensor_config: TensorConfig) -> dict:
-    """Emotion probabilities for ``clip``; ``extractor_configs`` maps stage → its config."""
+    """Emotion probabilities for ``clip``; ``extractor_configs`` maps stage → its config (the
+    text one pointed at the corpus's fine-tuned encoder when there is one)."""
     clip = Path(clip).resolve()
     if not clip.is_file():
         raise PredictError(f"{clip}: not found; give the path of a video or audio clip.")
@@ -72,7 +73,21 @@ def predict_clip(clip: Path, text: str | None, model_dir: Path, extractor_config
     return {"clip": str(clip), "text": utt.text,
             "predicted": max(distribution, key=distribution.get),
             "probabilities": dict(sorted(distribution.items(), key=lambda kv: -kv[1])),
-            "masked": missing}
+            "masked": missing, "notes": _notes(meta, extractor_configs)}
+
+
+def _notes(meta: dict, extractor_configs: dict) -> list[str]:
+    """What differs between a lone clip and the corpus the model learnt from."""
+    notes = []
+    if meta.get("tensors", {}).get("speaker_norm") == "speaker":
+        notes.append("audio/visual: the model learnt from features standardised per speaker; "
+                     "one clip is too little to know its speaker, so it is standardised with "
+                     "the training statistics instead.")
+    context = extractor_configs["text"].context if "text" in meta["dims"] else 0
+    if not context:
+        return notes
+    return [*notes, f"text: the model learnt from transcripts with the {context} previous "
+            "turns of their dialogue; a lone clip has none, so its transcript is encoded alone."]
 
 
 def _extract(stage: str, config, utt: UtteranceInput, features: Path) -> Failure | None:

@@ -3,7 +3,20 @@
 One safetensors file per split (``<split>.safetensors``) plus ``meta.json`` (label names,
 utterance ids, dimensions, the train-split normalisation). An utterance whose modality is
 missing (an error row, no media) has ``<modality>_present = 0`` and an all-false mask: it is
-masked, never faked. Acoustic features are standardised with train-split statistics.
+masked, never faked.
+
+Scaling (``tensors.standardise``, ``tensors.speaker_norm``): the listed modalities are
+standardised with train-split statistics (mean and std over valid frames; the acoustic
+functionals over utterances); with ``speaker_norm: speaker`` acoustic and visual features are
+standardised per speaker (the manifest's ``speaker``) with that speaker's own statistics over
+all of its utterances. Those use unlabelled features only, so they are as legitimate for an
+unseen test speaker as for a training one. A speaker with fewer than
+``speaker_min_utterances`` utterances (or no name, or a lone clip in ``mcncl predict``)
+falls back to the train statistics, which ``meta.json`` keeps.
+
+``speaker`` in the cache is each speaker's index within its dialogue (0 for whoever speaks
+first, 1 for the next new voice, ...), as ERC models use it: it means the same for a dialogue
+the model never saw.
 """
 
 from __future__ import annotations
@@ -27,8 +40,8 @@ def build_tensors(manifest: Path, features: Path, out: Path, config: TensorConfi
                   normalisation: dict | None = None) -> dict:
     """Write ``out/<split>.safetensors`` and ``out/meta.json``; return the metadata.
 
-    Acoustic features are standardised with the train split's statistics, or with
-    ``normalisation`` when given (a trained model's, for new clips).
+    Train statistics come from the train split, or from ``normalisation`` when given (a
+    trained model's, for new clips).
     """
     table = pq.read_table(manifest)
     labels = manifest_labels(table)
@@ -40,7 +53,9 @@ def build_tensors(manifest: Path, features: Path, out: Path, config: TensorConfi
         "label": np.array([labels.index(r["label"]) for r in rows], np.int64),
         "dialogue": _codes([r["dialogue_id"] for r in rows]),
         "turn": np.array([r["turn"] for r in rows], np.int64),
-        "speaker": _codes([r["speaker"] or "" for r in rows]),
+        "speaker": speaker_in_dialogue([r["dialogue_id"] for r in rows],
+                                       [r["turn"] for r in rows],
+                                       [r["speaker"] or "" for r in rows]),
     }
     dims = {}
     if (features / "text.parquet").is_file():
@@ -51,7 +66,10 @@ def build_tensors(manifest: Path, features: Path, out: Path, config: TensorConfi
         dims["visual"] = _visual(features / "facial.parquet", index, n, config, arrays)
     split_of = np.array([r["split"] for r in rows])
     train = split_of == "train"
-    norms = _standardise(arrays, train, normalisation or {})
+    speakers = _codes([r["speaker"] or "" for r in rows])
+    named = np.array([bool(r["speaker"]) for r in rows])
+    norms = _standardise(arrays, train, np.where(named, speakers, -1), config,
+                         normalisation or {})
     out.mkdir(parents=True, exist_ok=True)
     meta = {"labels": labels, "dims": dims, "normalisation": norms, "tensors": asdict(config),
             "splits": {}}
@@ -65,6 +83,17 @@ def build_tensors(manifest: Path, features: Path, out: Path, config: TensorConfi
             save_file(tensors, str(tmp))
     write_text(json.dumps(meta), out / "meta.json")
     return meta
+
+
+def speaker_in_dialogue(dialogues: list[str], turns: list[int],
+                        speakers: list[str]) -> np.ndarray:
+    """Each utterance's speaker as an index within its dialogue, by first turn spoken."""
+    seen: dict[str, dict[str, int]] = {}
+    codes = np.zeros(len(dialogues), np.int64)
+    for i in sorted(range(len(dialogues)), key=lambda i: (dialogues[i], turns[i])):
+        voices = seen.setdefault(dialogues[i], {})
+        codes[i] = voices.setdefault(speakers[i], len(voices))
+    return codes
 
 
 def _codes(values: list[str]) -> np.ndarray:
@@ -142,26 +171,50 @@ def _put(arrays: dict, name: str, i: int, matrix: np.ndarray, mask: np.ndarray) 
     arrays[f"{name}_present"][i] = bool(mask.any())
 
 
-def _standardise(arrays: dict, train: np.ndarray, given: dict) -> dict:
-    """Scale acoustic features by train-split mean and std (over valid frames); keep both."""
+SCALED = {"text": ("text",), "audio": ("audio", "functionals"), "visual": ("visual",)}
+BY_SPEAKER = ("audio", "visual")  # what speaker_norm scales; text is not a voice or a face
+
+
+def _standardise(arrays: dict, train: np.ndarray, speakers: np.ndarray, config: TensorConfig,
+                 given: dict) -> dict:
+    """Scale features in place (see the module docstring); return the train statistics."""
+    if config.speaker_norm not in ("none", "speaker"):
+        raise ValueError(f"tensors.speaker_norm {config.speaker_norm!r} is unknown; use none "
+                         "or speaker.")
     norms = {}
-    if "audio" in arrays:
-        mask = arrays["audio_mask"] & train[:, None]
-        frames = arrays["audio"][mask]
-        norms["audio"] = _scale(arrays["audio"], frames, arrays["audio_mask"], given.get("audio"))
-        rows = train & arrays["audio_present"]
-        norms["functionals"] = _scale(arrays["functionals"], arrays["functionals"][rows],
-                                      arrays["audio_present"], given.get("functionals"))
+    for modality, names in SCALED.items():
+        by_speaker = config.speaker_norm == "speaker" and modality in BY_SPEAKER
+        if modality not in arrays or not (modality in config.standardise or by_speaker):
+            continue
+        present = arrays[f"{modality}_present"]
+        for name in names:
+            valid = arrays[f"{name}_mask"] if name != "functionals" else present
+            rows = np.ones(len(present), bool)
+            plans = []  # (rows, mean, std), all computed before anything is scaled
+            if by_speaker:
+                for speaker in np.unique(speakers[present & (speakers >= 0)]):
+                    mine = speakers == speaker
+                    if (mine & present).sum() >= config.speaker_min_utterances:
+                        plans.append((mine, *_stats(arrays[name][_rows(valid, mine)])))
+                        rows &= ~mine
+            if given.get(name):
+                mean, std = (np.asarray(given[name][k], np.float32) for k in ("mean", "std"))
+            else:
+                mean, std = _stats(arrays[name][_rows(valid, train)], arrays[name].shape[-1])
+            norms[name] = {"mean": mean.tolist(), "std": std.tolist()}
+            for chosen, m, s in [*plans, (rows, mean, std)]:
+                where = _rows(valid, chosen)
+                arrays[name][where] = (arrays[name][where] - m) / s
     return norms
 
 
-def _scale(values: np.ndarray, sample: np.ndarray, valid: np.ndarray,
-           given: dict | None) -> dict:
-    if given:
-        mean, std = (np.asarray(given[k], np.float32) for k in ("mean", "std"))
-    else:
-        mean = sample.mean(axis=0) if len(sample) else np.zeros(values.shape[-1], np.float32)
-        std = sample.std(axis=0) if len(sample) else np.ones(values.shape[-1], np.float32)
-        std = np.where(std > 1e-6, std, 1.0)
-    values[valid] = (values[valid] - mean) / std
-    return {"mean": mean.tolist(), "std": std.tolist()}
+def _rows(valid: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    return valid & (rows[:, None] if valid.ndim == 2 else rows)
+
+
+def _stats(sample: np.ndarray, width: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    if not len(sample):
+        return np.zeros(width, np.float32), np.ones(width, np.float32)
+    std = sample.std(axis=0)
+    return sample.mean(axis=0).astype(np.float32), np.where(std > 1e-6, std, 1.0).astype(
+        np.float32)

@@ -2,18 +2,24 @@
 
 Runs on CPU or CUDA (bf16 autocast there) and under ``torchrun`` (DistributedDataParallel:
 gloo on CPU, NCCL on CUDA; each rank trains on its share of every epoch's batches, every rank
-evaluates dev, rank 0 writes). Same params and data give the same metrics on CPU.
+evaluates dev; rank 0 decides early stopping and the best checkpoint and tells the others, and
+writes). Every rank takes the same number of steps; dropout is seeded per rank. Same params
+and data give the same metrics on CPU.
 """
 
 from __future__ import annotations
 
+import atexit
 import csv
+import functools
 import io
+import json
 import math
 import os
 import random
+import shutil
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +28,8 @@ import torch.distributed as dist
 from torch import nn
 
 from fusion.config import ModelConfig, TrainConfig
-from fusion.data import batches, load_meta, load_split, size
-from fusion.losses import total_loss
+from fusion.data import BalancedTopUp, batches, epoch_plan, load_meta, load_split, size, take
+from fusion.losses import MemoryQueue, total_loss
 from fusion.metrics import scores
 from fusion.model import MCNCL
 from mcncl.atomic import atomic_path, write_text
@@ -61,16 +67,32 @@ def predict(model: nn.Module, split: dict, batch_size: int) -> tuple[np.ndarray,
     return probs.numpy(), split["label"].cpu().numpy()
 
 
+def lr_factor(step: int, warmup: int, total: int) -> float:
+    """The learning rate of optimizer step ``step`` (0-based) as a share of ``train.lr``.
+
+    Linear warm-up over ``warmup`` steps to 1, then cosine decay that reaches 0 exactly at the
+    last step (``total - 1``), where ``total`` counts the real batches of every epoch.
+    """
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - 1 - warmup))
+    return 0.5 * (1 + math.cos(math.pi * progress))
+
+
 def train(tensor_dir: Path, out_dir: Path, model_config: ModelConfig, config: TrainConfig,
           resume: bool = False, echo=print) -> dict:
     """Train, keep the best checkpoint (``model.pt``) and the learning curve; return its scores."""
+    if config.sampler not in ("shuffle", "balanced"):
+        raise ValueError(f"train.sampler {config.sampler!r} is unknown; use shuffle or balanced.")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     device = pick_device(config.device)
     if world > 1:
         rank = int(os.environ["RANK"])
         if device.type == "cuda":
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        if not dist.is_initialized():  # once per process: later calls (seeds) reuse it
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+            atexit.register(dist.destroy_process_group)
     else:
         rank = 0
     if config.num_threads:
@@ -85,33 +107,42 @@ def train(tensor_dir: Path, out_dir: Path, model_config: ModelConfig, config: Tr
         raise ValueError(f"{tensor_dir}: the train and dev splits must both have utterances "
                          f"(train {size(train_split)}, dev {size(dev_split)}).")
     model = build_model(meta, model_config).to(device)
-    net = nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    # A one-stream, concat or contrastive-free model leaves parameters out of some steps.
+    net = nn.parallel.DistributedDataParallel(model, find_unused_parameters=True) \
+        if world > 1 else model
+    torch.manual_seed(config.seed + rank)  # the same weights everywhere, dropout per rank
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
                                   weight_decay=config.weight_decay)
-    steps_per_epoch = math.ceil(size(train_split) / world / config.batch_size)
-    total = steps_per_epoch * config.epochs
+    shuffles = torch.Generator().manual_seed(config.seed)
+    plans = [epoch_plan(train_split, config.batch_size, shuffles, rank, world,
+                        model_config.context) for _ in range(config.epochs)]
+    total = sum(len(plan) for plan in plans)  # the real batches: dialogues vary in length
     warmup = max(1, int(config.warmup_ratio * total))
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(
-        (step + 1) / warmup, 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(
-            1, total - warmup))))))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, functools.partial(lr_factor, warmup=warmup, total=total))
     weights = _class_weights(train_split["label"], len(meta["labels"])) \
         if config.class_weights else None
+    topups = torch.Generator().manual_seed(config.seed + 1 + rank)
+    sampler = BalancedTopUp(train_split["label"], config.min_per_class, topups) \
+        if config.sampler == "balanced" else None
+    queue = MemoryQueue(config.queue_size) if config.queue_size > 0 else None
     out_dir.mkdir(parents=True, exist_ok=True)
     state = {"epoch": 0, "best": -1.0, "stale": 0, "log": []}
-    generator = torch.Generator().manual_seed(config.seed)  # the batch shuffles
     if resume and (out_dir / "last.pt").is_file():
-        state = _load_last(out_dir / "last.pt", model, optimizer, schedule, generator, device)
+        state = _load_last(out_dir / "last.pt", model, optimizer, schedule, topups, queue,
+                           device)
         echo(f"resuming after epoch {state['epoch']} (best dev weighted-F1 {state['best']:.4f})")
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     for epoch in range(state["epoch"] + 1, config.epochs + 1):
         started = time.perf_counter()
         net.train()
         losses = []
-        for batch in batches(train_split, config.batch_size, generator, rank, world,
-                             by_dialogue=model_config.context):
+        for rows in plans[epoch - 1]:
+            batch = sampler(train_split, rows) if sampler else take(train_split, rows)
             with autocast:
-                logits, pooled, present = net(batch)
-                loss = total_loss(logits, pooled, present, batch["label"], weights, config)
+                logits, views, present = net(batch)
+                loss = total_loss(logits, views, present, batch["label"], weights, config,
+                                  batch.get("topup"), queue)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
@@ -124,8 +155,8 @@ def train(tensor_dir: Path, out_dir: Path, model_config: ModelConfig, config: Tr
                "dev_weighted_f1": dev["weighted_f1"], "dev_accuracy": dev["accuracy"],
                "lr": schedule.get_last_lr()[0], "seconds": time.perf_counter() - started}
         state["log"].append(row)
-        improved = dev["weighted_f1"] > state["best"]
-        state["best"] = max(state["best"], dev["weighted_f1"])
+        improved = _from_rank_0(dev["weighted_f1"] > state["best"], world, device)
+        state["best"] = dev["weighted_f1"] if improved else state["best"]
         state["stale"] = 0 if improved else state["stale"] + 1
         state["epoch"] = epoch
         if rank == 0:
@@ -138,13 +169,49 @@ def train(tensor_dir: Path, out_dir: Path, model_config: ModelConfig, config: Tr
             _save(out_dir / "last.pt", {"model": model.state_dict(),
                                         "optimizer": optimizer.state_dict(),
                                         "schedule": schedule.state_dict(), "state": state,
-                                        "rng": _rng_state(generator)})
+                                        "rng": _rng_state(topups),
+                                        "queue": _queue_state(queue)})
             _write_log(state["log"], out_dir / "train_log.csv")
-        if state["stale"] >= config.patience:
+        if _from_rank_0(state["stale"] >= config.patience, world, device):
             break
     if world > 1:
-        dist.destroy_process_group()
-    return {"best_dev_weighted_f1": state["best"], "epochs": state["epoch"]}
+        dist.barrier()
+    return {"best_dev_weighted_f1": state["best"], "epochs": state["epoch"],
+            "seed": config.seed}
+
+
+def train_seeds(tensor_dir: Path, out_dir: Path, model_config: ModelConfig,
+                config: TrainConfig, resume: bool = False, echo=print) -> dict:
+    """``train.seeds`` runs (seeds ``seed``, ``seed + 1``, ...); the best on dev is kept.
+
+    With several, each run lives in ``seeds/<seed>/`` and the best-dev one's ``model.pt`` and
+    learning curve are copied up; ``seeds.json`` lists every run (evaluate scores them all).
+    """
+    if config.seeds <= 1:
+        (out_dir / "seeds.json").unlink(missing_ok=True)
+        return train(tensor_dir, out_dir, model_config, config, resume, echo)
+    runs = []
+    for i in range(config.seeds):
+        seed = config.seed + i
+        echo(f"seed {seed} ({i + 1} of {config.seeds})")
+        runs.append(train(tensor_dir, out_dir / "seeds" / str(seed), model_config,
+                          replace(config, seed=seed), resume, echo))
+    best = max(runs, key=lambda r: r["best_dev_weighted_f1"])
+    if int(os.environ.get("RANK", "0")) == 0:
+        for name in ("model.pt", "train_log.csv"):
+            shutil.copyfile(out_dir / "seeds" / str(best["seed"]) / name, out_dir / name)
+        write_text(json.dumps({"best_seed": best["seed"], "runs": runs}, indent=2),
+                   out_dir / "seeds.json")
+    return {**best, "seeds": runs}
+
+
+def _from_rank_0(flag: bool, world: int, device: torch.device) -> bool:
+    """Rank 0's decision, the same on every rank (early stopping, which checkpoint is best)."""
+    if world == 1:
+        return flag
+    value = torch.tensor([int(flag)], device=device)
+    dist.broadcast(value, src=0)
+    return bool(value.item())
 
 
 def _class_weights(labels: torch.Tensor, n: int) -> torch.Tensor:
@@ -164,14 +231,20 @@ def _save(path: Path, obj: dict) -> None:
 
 
 def _rng_state(generator: torch.Generator) -> dict:
-    """Every random stream training draws from (shuffles, dropout), so a resumed run
-    continues exactly as the uninterrupted one would have."""
+    """Every random stream training draws from (top-ups, dropout), so a resumed run continues
+    exactly as the uninterrupted one would have (the shuffles are planned from the seed)."""
     return {"generator": generator.get_state(), "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
 
 
-def _load_last(path: Path, model, optimizer, schedule, generator, device) -> dict:
+def _queue_state(queue: MemoryQueue | None) -> dict:
+    return {} if queue is None else {"views": queue.views, "labels": queue.labels}
+
+
+def _load_last(path: Path, model, optimizer, schedule, generator, queue, device) -> dict:
     saved = torch.load(path, map_location=device, weights_only=False)
+    if queue is not None and saved.get("queue"):
+        queue.views, queue.labels = saved["queue"]["views"], saved["queue"]["labels"]
     model.load_state_dict(saved["model"])
     optimizer.load_state_dict(saved["optimizer"])
     schedule.load_state_dict(saved["schedule"])

@@ -59,7 +59,8 @@ def test_report_holds_every_section_with_the_runs_numbers(tmp_path: Path):
     # confusion: rows actual, columns predicted, in the label set's order (joy, anger)
     assert cells(page, "<h2>Confusion matrix</h2>") == ["1", "0", "1", "0"]
     assert "data:image/png;base64," in page.split("<h2>Learning curve</h2>", 1)[1]
-    assert cells(page, "Coverage") == ["train", "4", "4", "3", "4", "test", "2", "2", "2", "2"]
+    assert cells(page, "<h2>Coverage: utterances") == ["train", "4", "4", "3", "4", "test", "2",
+                                                       "2", "2", "2"]
     assert cells(page, "Errors per stage") == ["facial", "no_face", "1"]
     # self-contained: nothing is fetched from anywhere
     assert not re.search(r"(src|href)=['\"]?(https?:|//|/)", page) and "<script" not in page

@@ -1,0 +1,232 @@
+"""The parts issue 13 added: sampler, queue, hard-negative strength, speaker codes and
+normalisation, the schedule's real step count, speaker-independent folds, seeds, coverage."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from fusion.config import ModelConfig, TensorConfig, TrainConfig
+from fusion.cv import fold_manifest, speaker_folds
+from fusion.data import BalancedTopUp, epoch_plan, load_split
+from fusion.losses import MemoryQueue, contrastive_loss, total_loss
+from fusion.tensors import build_tensors, speaker_in_dialogue
+from fusion.train import lr_factor, train
+from tests.tensor_cache import make_tensor_cache, write_corpus
+
+SMALL = ModelConfig(d_model=16, n_heads=2, n_layers=1)
+
+
+def test_balanced_top_up_gives_every_class_two_members_per_batch():
+    labels = torch.tensor([0] * 60 + [1] * 30 + [2] * 3 + [3] * 1)  # 3 is alone: no pair
+    split = {"label": labels, "dialogue": torch.arange(94), "turn": torch.zeros(94)}
+    topup = BalancedTopUp(labels, 2, torch.Generator().manual_seed(0))
+    plan = epoch_plan(split, 16, torch.Generator().manual_seed(1))
+    for rows in plan:
+        batch = topup(split, rows)
+        counts = torch.bincount(batch["label"], minlength=4)
+        assert (counts[:3] >= 2).all()
+        assert len(set(batch["index"].tolist())) == len(batch["index"])  # no row twice
+        assert batch["index"][~batch["topup"]].tolist() == rows.tolist()  # batch itself kept
+        assert (batch["dialogue"][batch["topup"]] < 0).all()  # extras stand alone
+    # the extras are left out of the classification loss
+    logits = torch.randn(5, 4)
+    mask = torch.tensor([False, False, True, True, False])
+    config = TrainConfig(contrastive_weight=0.0)
+    target = torch.tensor([0, 1, 2, 2, 1])
+    assert total_loss(logits, {}, {}, target, None, config, mask).item() == pytest.approx(
+        torch.nn.functional.cross_entropy(logits[~mask], target[~mask]).item())
+
+
+def test_queue_negatives_and_positives_enter_the_loss():
+    z = torch.tensor([[1.0, 0.0], [0.8, 0.6]])
+    same = torch.tensor([0, 0])
+    alone = contrastive_loss(z, same, 0.5, "none", 0.0)
+    queue = MemoryQueue(4)
+    queue.push("text", torch.tensor([[0.9, 0.1], [0.0, 1.0]]), torch.tensor([1, 2]))
+    keys, key_labels = queue.keys("text", z, same)
+    assert keys.shape == (4, 2) and key_labels.tolist() == [0, 0, 1, 2]
+    with_queue = contrastive_loss(z, same, 0.5, "none", 0.0, keys, key_labels)
+    assert with_queue > alone  # the queued negatives enlarge each denominator
+    lonely = torch.tensor([1, 2])  # no positive in the batch; the queue has them
+    assert contrastive_loss(z, lonely, 0.5, "none", 0.0).item() == 0.0
+    assert contrastive_loss(z, lonely, 0.5, "none", 0.0, keys, torch.tensor([1, 2, 1, 2])) > 0
+    queue.push("text", torch.randn(3, 2), torch.tensor([0, 0, 0]))
+    assert queue.views["text"].shape == (4, 2) and queue.labels["text"].tolist() == [0, 0, 0, 1]
+
+
+def test_hard_negative_gradient_grows_with_beta():
+    anchor = torch.tensor([[1.0, 0.0]])
+    positive = torch.tensor([[0.6, 0.8]])
+    negatives = torch.tensor([[0.9, 0.44], [0.2, 0.98], [-0.5, 0.87], [-1.0, 0.0]])
+    labels = torch.tensor([0, 0, 1, 1, 1, 1])
+    pulls = []
+    for beta in (0.0, 0.25, 0.5, 1.0, 2.0):
+        z = torch.cat([anchor, positive, negatives]).requires_grad_(True)
+        contrastive_loss(z, labels, 0.1, "exp", beta).backward()
+        pulls.append(z.grad[2].norm().item())  # the hardest negative
+    assert all(b > a for a, b in zip(pulls, pulls[1:], strict=False)), pulls
+    z = torch.cat([anchor, positive, negatives])
+    assert contrastive_loss(z, labels, 0.1, "exp", 0.0).item() == pytest.approx(
+        contrastive_loss(z, labels, 0.1, "none", 0.0).item())
+
+
+def test_speaker_codes_are_indices_within_each_dialogue():
+    codes = speaker_in_dialogue(["d1", "d1", "d1", "d2", "d2", "d1"], [2, 0, 1, 1, 0, 3],
+                                ["Ross", "Monica", "Ross", "Ross", "Joey", "Chandler"])
+    # d1 in turn order: Monica 0, Ross 1, Ross 1, Chandler 2; d2: Joey 0, Ross 1
+    assert codes.tolist() == [1, 0, 1, 1, 0, 2]
+
+
+def test_speaker_normalisation_uses_each_speakers_own_statistics(tmp_path: Path):
+    manifest, features = write_corpus(tmp_path, speakers=4, per_speaker=8)
+    config = TensorConfig(speaker_norm="speaker", speaker_min_utterances=8)
+    meta = build_tensors(manifest, features, tmp_path / "t", config)
+    train_split = load_split(tmp_path / "t", "train", torch.device("cpu"))
+    functionals = train_split["functionals"].float().reshape(3, 8, 3)  # speaker by speaker
+    assert torch.allclose(functionals.mean(1), torch.zeros(3, 3), atol=1e-2)
+    assert torch.allclose(functionals.std(1, unbiased=False), torch.ones(3, 3), atol=1e-2)
+    frames = train_split["audio"].float()[:8][train_split["audio_mask"][:8]]
+    assert torch.allclose(frames.mean(0), torch.zeros(3), atol=1e-2)
+    # too few utterances: the train statistics (kept for predict) are used instead
+    few = build_tensors(manifest, features, tmp_path / "f",
+                        TensorConfig(speaker_norm="speaker", speaker_min_utterances=9))
+    assert few["normalisation"]["functionals"] == meta["normalisation"]["functionals"]
+    plain = load_split(tmp_path / "f", "train", torch.device("cpu"))["functionals"].float()
+    mean = np.asarray(meta["normalisation"]["functionals"]["mean"])
+    assert not np.allclose(plain.reshape(3, 8, 3).mean(1).numpy(), 0, atol=0.1)
+    assert abs(plain.mean(0).numpy()).max() < 1e-2 and mean.shape == (3,)
+    with pytest.raises(ValueError, match="speaker_norm 'actor' is unknown"):
+        build_tensors(manifest, features, tmp_path / "x", TensorConfig(speaker_norm="actor"))
+
+
+def test_schedule_ends_at_its_minimum_on_the_last_real_step(tmp_path: Path):
+    lengths = [1, 7, 2, 9, 3, 3, 8, 1, 5, 6]  # dialogues of uneven length
+    dialogue = torch.repeat_interleave(torch.arange(10), torch.tensor(lengths))
+    turn = torch.cat([torch.arange(n) for n in lengths])
+    split = {"label": torch.zeros(len(turn), dtype=torch.long), "dialogue": dialogue,
+             "turn": turn}
+    shuffles = torch.Generator().manual_seed(0)
+    plans = [epoch_plan(split, 10, shuffles, by_dialogue=True) for _ in range(3)]
+    total = sum(map(len, plans))
+    assert total > 3 * -(-len(turn) // 10)  # more than the count by utterances says
+    factors = [lr_factor(step, 2, total) for step in range(total)]
+    assert factors[-1] == 0.0 and min(factors[:-1]) > 0
+    assert factors[2:] == sorted(factors[2:], reverse=True) and factors[1] == 1.0
+    # the training loop takes exactly the planned steps: its last logged rate is the minimum
+    cache = make_tensor_cache(tmp_path / "cache")
+    config = TrainConfig(epochs=2, batch_size=10, patience=5, num_threads=1)
+    train(cache, tmp_path / "m", ModelConfig(d_model=16, n_heads=2, n_layers=1, context=True),
+          config, echo=lambda *_: None)
+    log = (tmp_path / "m" / "train_log.csv").read_text().splitlines()[1:]
+    train_split = load_split(cache, "train", torch.device("cpu"))
+    steps = [len(epoch_plan(train_split, 10, g, by_dialogue=True))
+             for g in [torch.Generator().manual_seed(config.seed)] for _ in range(2)]
+    warmup = max(1, int(0.1 * sum(steps)))
+    first = float(log[0].split(",")[4])
+    assert first == pytest.approx(config.lr * lr_factor(steps[0], warmup, sum(steps)))
+    assert float(log[1].split(",")[4]) == 0.0
+
+
+def test_speaker_folds_are_disjoint_and_select_on_the_next_fold(tmp_path: Path,
+                                                               monkeypatch):
+    folds = speaker_folds([f"actor{i:02d}" for i in range(1, 13)] * 3, 6)
+    assert folds[0] == ["actor01", "actor02"] and len(folds) == 6
+    with pytest.raises(ValueError, match="cv.folds 13"):
+        speaker_folds(["a", "b", "c"], 13)
+    manifest, features = write_corpus(tmp_path / "corpus", speakers=6, per_speaker=6)
+    table = pq.read_table(manifest)
+    folds = speaker_folds(table["speaker"].to_pylist(), 3)
+    run = fold_manifest(table, folds, 2).to_pylist()
+    assert {r["speaker"] for r in run if r["split"] == "test"} == set(folds[2])
+    assert {r["speaker"] for r in run if r["split"] == "dev"} == set(folds[0])
+    # `mcncl cv` on it: 3 folds, each trained and scored on its own speakers
+    from typer.testing import CliRunner
+
+    from mcncl.cli import app
+
+    project = tmp_path / "project"
+    for folder in ("manifests", "features"):
+        (project / "data" / folder).mkdir(parents=True)
+    manifest.rename(project / "data" / "manifests" / "toy.parquet")
+    features.rename(project / "data" / "features" / "toy")
+    (project / "params.yaml").write_text(
+        "corpora: {toy: {kind: ravdess, root: none}}\n"
+        "tensors: {speaker_norm: speaker, speaker_min_utterances: 4}\n"
+        "model: {modalities: [audio], d_model: 16, n_heads: 2, n_layers: 1}\n"
+        "train: {epochs: 1, batch_size: 16, num_threads: 1}\ncv: {folds: 3}\n")
+    monkeypatch.chdir(project)
+    done = CliRunner().invoke(app, ["cv", "--corpus", "toy"])
+    assert done.exit_code == 0, done.output
+    summary = json.loads((project / "data" / "cv" / "toy" / "cv.json").read_text())
+    assert [r["test_speakers"] for r in summary["runs"]] == folds
+    assert summary["folds"] == 3 and 0 <= summary["weighted_f1_mean"] <= 1
+    assert summary["weighted_f1_std"] >= 0
+
+
+def test_seeds_and_coverage_in_metrics(tmp_path: Path):
+    from dataclasses import replace
+
+    from fusion.evaluate import evaluate
+    from fusion.train import train_seeds
+
+    cache = make_tensor_cache(tmp_path / "cache")
+    config = TrainConfig(epochs=2, batch_size=16, num_threads=1, seeds=2)
+    result = train_seeds(cache, tmp_path / "m", SMALL, config, echo=lambda *_: None)
+    assert [r["seed"] for r in result["seeds"]] == [13, 14]
+    assert result["best_dev_weighted_f1"] == max(r["best_dev_weighted_f1"]
+                                                 for r in result["seeds"])
+    metrics = evaluate(cache, tmp_path / "m")
+    seeds = metrics["seeds"]
+    assert seeds["n"] == 2 and seeds["best_dev_seed"] == result["seed"]
+    assert seeds["dev_weighted_f1_mean"] == pytest.approx(np.mean(
+        [r["best_dev_weighted_f1"] for r in result["seeds"]]))
+    assert len(seeds["values"]["test_weighted_f1"]) == 2
+    test = load_split(cache, "test", torch.device("cpu"))
+    coverage = metrics["coverage"]
+    assert coverage["n"] == 24 and coverage["text"] == int(test["text_present"].sum())
+    none = ~(test["text_present"] | test["audio_present"] | test["visual_present"])
+    assert coverage["none"] == int(none.sum())
+    written = json.loads((tmp_path / "m" / "metrics.json").read_text())
+    assert written["seeds"]["n"] == 2 and written["coverage"] == coverage
+    single = train_seeds(cache, tmp_path / "m", SMALL, replace(config, seeds=1),
+                         echo=lambda *_: None)
+    assert "seeds" not in single and not (tmp_path / "m" / "seeds.json").exists()
+
+
+def test_report_shows_seeds_and_the_scored_coverage(tmp_path: Path):
+    from mcncl.report import build_report
+    from tests.test_report import cells, make_run
+
+    make_run(tmp_path)
+    path = tmp_path / "models" / "c" / "metrics.json"
+    metrics = json.loads(path.read_text())
+    metrics["coverage"] = {"n": 2, "text": 2, "audio": 1, "visual": 0, "none": 0}
+    metrics["seeds"] = {"n": 3, "best_dev_seed": 14, "dev_weighted_f1_mean": 0.5,
+                        "dev_weighted_f1_std": 0.02, "test_weighted_f1_mean": 0.4,
+                        "test_weighted_f1_std": 0.03}
+    path.write_text(json.dumps(metrics))
+    page = build_report(tmp_path, "c")
+    assert cells(page, "<h2>Seeds</h2>") == ["3", "14", "0.500 ± 0.020", "0.400 ± 0.030"]
+    assert cells(page, "Modalities of the test") == ["2", "2", "1", "0", "0"]
+    assert cells(page, "Coverage")[:2] == ["train", "4"]  # the feature coverage still follows
+
+
+def test_batches_cut_padding_without_changing_predictions(tmp_path: Path):
+    from fusion.data import load_meta, take
+    from fusion.train import build_model, predict
+
+    cache = make_tensor_cache(tmp_path / "cache")
+    dev = load_split(cache, "dev", torch.device("cpu"))
+    batch = take(dev, torch.tensor([0, 1]))
+    assert batch["text"].shape[1] == int(torch.nonzero(dev["text_mask"][:2].any(0)).max()) + 1
+    torch.manual_seed(0)
+    model = build_model(load_meta(cache), SMALL)
+    one, _ = predict(model, dev, 1)  # each utterance cut to its own length
+    many, _ = predict(model, dev, 32)
+    assert np.abs(one - many).max() < 1e-5
