@@ -11,7 +11,6 @@ import threading
 from dataclasses import dataclass, field
 
 import numpy as np
-import opensmile
 import pyarrow as pa
 
 from extractors.audio import decode_audio
@@ -39,14 +38,50 @@ class AcousticConfig:
     min_duration_s: float = 0.25
     max_duration_s: float = 60.0
     silence_dbfs: float = -60.0
+    backend: str = "opensmile"  # opensmile | hf (a local Hugging Face speech encoder)
+    hf_model: str = ""  # hf: a local wav2vec2 / HuBERT / WavLM / data2vec-audio folder
+    hf_layer: str = "last"  # hf: last | mean (of all layers) | a layer number (0 = CNN output)
+    hf_hop_ms: int = 100  # hf: frames averaged to this hop (a multiple of the model's, 20 ms)
+    hf_chunk_s: float = field(default=20.0, metadata=RUN_ONLY)  # hf: audio encoded per pass
+    device: str = field(default="cpu", metadata=RUN_ONLY)  # hf: cpu | cuda
     workers: int = field(default=0, metadata=RUN_ONLY)  # concurrent shards; 0 = one per core
     shard_size: int = field(default=64, metadata=RUN_ONLY)  # utterances per Prefect task
 
 
-class AcousticExtractor:
+class SpeechExtractor:
+    """What every acoustic backend shares: the input digest, the cost, the audio checks.
+    A backend sets ``config`` and implements ``features(audio)``."""
+
     modality = "acoustic"
+    config: AcousticConfig
+
+    def digest(self, utt: UtteranceInput) -> str | Failure:
+        if not utt.audio_path:
+            return Failure("no_media", "the manifest has no audio for this utterance.")
+        return file_digest(utt.audio_path, extra=repr(utt.audio_segment))
+
+    def cost(self, utt: UtteranceInput) -> float:
+        return file_size(utt.audio_path)
+
+    def extract(self, utts: list[UtteranceInput]) -> list[Result]:
+        return [self._one(utt) for utt in utts]
+
+    def _one(self, utt: UtteranceInput) -> Result:
+        audio = load_speech(utt, self.config)
+        if isinstance(audio, Failure):
+            return audio
+        return {"duration_s": audio.size / self.config.sample_rate, **self.features(audio)}
+
+    def features(self, audio: np.ndarray) -> dict:
+        raise NotImplementedError
+
+
+class AcousticExtractor(SpeechExtractor):
+    """openSMILE."""
 
     def __init__(self, config: AcousticConfig):
+        import opensmile
+
         if config.lld_hop_ms % NATIVE_HOP_MS:
             raise ValueError(f"acoustic.lld_hop_ms must be a multiple of {NATIVE_HOP_MS}.")
         unknown = set(config.levels) - set(LEVELS)
@@ -73,7 +108,9 @@ class AcousticExtractor:
         self.metadata = {f"{level}_names": names for level, names in self.names.items()}
         self.metadata["lld_hop_s"] = str(config.lld_hop_ms / 1000)
 
-    def _smile(self, level: str) -> opensmile.Smile:
+    def _smile(self, level: str):
+        import opensmile
+
         cache = self._local.__dict__
         if level not in cache:
             feature_level = (opensmile.FeatureLevel.Functionals if level == "functionals"
@@ -82,43 +119,38 @@ class AcousticExtractor:
                                            feature_level=feature_level)
         return cache[level]
 
-    def digest(self, utt: UtteranceInput) -> str | Failure:
-        if not utt.audio_path:
-            return Failure("no_media", "the manifest has no audio for this utterance.")
-        return file_digest(utt.audio_path, extra=repr(utt.audio_segment))
-
-    def cost(self, utt: UtteranceInput) -> float:
-        return file_size(utt.audio_path)
-
-    def extract(self, utts: list[UtteranceInput]) -> list[Result]:
-        return [self._one(utt) for utt in utts]
-
-    def _one(self, utt: UtteranceInput) -> Result:
+    def features(self, audio: np.ndarray) -> dict:
         c = self.config
-        try:
-            start, end = utt.audio_segment
-            audio = decode_audio(utt.audio_path, c.sample_rate, start, end, c.max_duration_s)
-        except MediaError as exc:
-            return Failure(exc.kind, str(exc))
-        duration = audio.size / c.sample_rate
-        if audio.size == 0:
-            return Failure("empty", f"{utt.audio_path}: the audio has no samples.")
-        if duration < c.min_duration_s:
-            return Failure("too_short", f"{utt.audio_path}: {duration:.3f} s of audio is shorter "
-                           f"than acoustic.min_duration_s = {c.min_duration_s} s.")
-        level_db = loudest_frame_dbfs(audio, c.sample_rate)
-        if level_db < c.silence_dbfs:
-            return Failure("silent", f"{utt.audio_path}: the audio is silent (its loudest 50 ms "
-                           f"are {level_db:.0f} dBFS, below acoustic.silence_dbfs = "
-                           f"{c.silence_dbfs:.0f}).")
-        row: dict = {"duration_s": duration}
+        row: dict = {}
         if "functionals" in c.levels:
             values = self._smile("functionals").process_signal(audio, c.sample_rate).to_numpy()
             row["functionals"] = values[0].astype(np.float32)
         if "lld" in c.levels:
             lld = self._smile("lld").process_signal(audio, c.sample_rate).to_numpy(np.float32)
-            row["lld"] = _pool_frames(lld, c.lld_hop_ms // NATIVE_HOP_MS)
+            row["lld"] = pool_frames(lld, c.lld_hop_ms // NATIVE_HOP_MS)
         return row
+
+
+def load_speech(utt: UtteranceInput, c: AcousticConfig) -> np.ndarray | Failure:
+    """The utterance's audio at ``c.sample_rate``, or why it cannot be used (every backend
+    applies the same checks, so the error kinds are the same)."""
+    try:
+        start, end = utt.audio_segment
+        audio = decode_audio(utt.audio_path, c.sample_rate, start, end, c.max_duration_s)
+    except MediaError as exc:
+        return Failure(exc.kind, str(exc))
+    duration = audio.size / c.sample_rate
+    if audio.size == 0:
+        return Failure("empty", f"{utt.audio_path}: the audio has no samples.")
+    if duration < c.min_duration_s:
+        return Failure("too_short", f"{utt.audio_path}: {duration:.3f} s of audio is shorter "
+                       f"than acoustic.min_duration_s = {c.min_duration_s} s.")
+    level_db = loudest_frame_dbfs(audio, c.sample_rate)
+    if level_db < c.silence_dbfs:
+        return Failure("silent", f"{utt.audio_path}: the audio is silent (its loudest 50 ms "
+                       f"are {level_db:.0f} dBFS, below acoustic.silence_dbfs = "
+                       f"{c.silence_dbfs:.0f}).")
+    return audio
 
 
 def loudest_frame_dbfs(audio: np.ndarray, sample_rate: int, frame_s: float = 0.05) -> float:
@@ -130,7 +162,7 @@ def loudest_frame_dbfs(audio: np.ndarray, sample_rate: int, frame_s: float = 0.0
     return 20 * np.log10(max(rms, 1e-10))
 
 
-def _pool_frames(frames: np.ndarray, group: int) -> np.ndarray:
+def pool_frames(frames: np.ndarray, group: int) -> np.ndarray:
     """Average consecutive groups of ``group`` frames (a trailing partial group is kept)."""
     if group == 1:
         return frames

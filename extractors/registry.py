@@ -16,6 +16,13 @@ OVERLAPPING_WORKERS = {"facial": 1}
 def make_extractor(modality: str, config: Any) -> Extractor:
     """A new extractor for ``modality``; its heavy imports (openSMILE, torch) happen here."""
     if modality == "acoustic":
+        if config.backend == "hf":
+            from extractors.hf_audio import HFAudioExtractor
+
+            return HFAudioExtractor(config)
+        if config.backend != "opensmile":
+            raise ValueError(f"acoustic.backend {config.backend!r} is unknown; use opensmile "
+                             "or hf.")
         from extractors.acoustic import AcousticExtractor
 
         return AcousticExtractor(config)

