@@ -25,9 +25,17 @@ from prefect.context import TagsContext
 from prefect.futures import as_completed
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-from extractors.base import Extractor, Failure, UtteranceInput, config_hash, schema_metadata
+from extractors.base import (
+    Extractor,
+    Failure,
+    UtteranceInput,
+    config_hash,
+    model_files_signature,
+    schema_metadata,
+)
 from extractors.corpora.manifest import corpus_root
 from extractors.registry import make_extractor
+from extractors.text import previous_turns
 from flows.cache import ResultCache, cache_key
 from flows.runners import make_task_runner, worker_count
 from flows.tables import write_error_table, write_feature_table
@@ -49,18 +57,25 @@ class Summary:
     kinds: dict[str, int] = field(default_factory=dict)
     features_path: str = ""
     errors_path: str = ""
+    details: str = ""  # the extractor's own figures (facial: face coverage), markdown
 
     def markdown(self) -> str:
         kinds = ", ".join(f"{k}: {n}" for k, n in sorted(self.kinds.items())) or "none"
         return (f"| {self.modality} | utterances | computed | cached | failed | seconds |\n"
                 f"|---|---|---|---|---|---|\n"
                 f"| | {self.total} | {self.computed} | {self.cached} | {self.failed} | "
-                f"{self.seconds:.1f} |\n\nFailures by kind: {kinds}\n")
+                f"{self.seconds:.1f} |\n\nFailures by kind: {kinds}\n"
+                + (f"\n{self.details}" if self.details else ""))
+
+
+def get_extractor(modality: str, config: Any) -> Extractor:
+    """One extractor per process, config and model files: models load once, also on each Dask
+    worker, and again when a model folder's files change (a fine-tuned model saved over it)."""
+    return _loaded_extractor(modality, config, model_files_signature(config))
 
 
 @functools.lru_cache(maxsize=4)
-def get_extractor(modality: str, config: Any) -> Extractor:
-    """One extractor per process and config: models load once, also on each Dask worker."""
+def _loaded_extractor(modality: str, config: Any, signature: tuple) -> Extractor:
     return make_extractor(modality, config)
 
 
@@ -70,18 +85,22 @@ def extract_shard(modality: str, config: Any, index: int, utts: list[UtteranceIn
     return get_extractor(modality, config).extract(utts)
 
 
-def read_inputs(manifest: Path) -> list[UtteranceInput]:
+def read_inputs(manifest: Path, history: int = 0) -> list[UtteranceInput]:
+    """The manifest's utterances, with ``history`` earlier turns of the dialogue each."""
     table = pq.read_table(manifest)
     root = corpus_root(manifest)
+    rows = table.select(["utterance_id", "split", "dialogue_id", "turn", "speaker", "text",
+                         "audio_path", "video_path", "start_s", "end_s"]).to_pylist()
+    earlier = previous_turns(rows, history)
 
     def absolute(rel: str | None) -> str | None:
         return str(root / rel) if rel else None
 
     return [
         UtteranceInput(r["utterance_id"], r["text"] or "", absolute(r["audio_path"]),
-                       absolute(r["video_path"]), r["start_s"], r["end_s"])
-        for r in table.select(["utterance_id", "text", "audio_path", "video_path", "start_s",
-                               "end_s"]).to_pylist()
+                       absolute(r["video_path"]), r["start_s"], r["end_s"], r["speaker"] or "",
+                       earlier.get(r["utterance_id"], ()))
+        for r in rows
     ]
 
 
@@ -94,7 +113,7 @@ def extract_flow(
     started = time.perf_counter()
     extractor = get_extractor(modality, extractor_config)
     summary = Summary(modality)
-    utts = read_inputs(manifest)
+    utts = read_inputs(manifest, getattr(extractor, "history", 0))
     summary.total = len(utts)
     cache = ResultCache(config.cache_dir, modality, extractor.schema)
     chash = config_hash(extractor_config)
@@ -115,6 +134,10 @@ def extract_flow(
     uncached = _run_shards(modality, extractor_config, config, cache, todo, summary)
     errors = _write_outputs(utts, keys, uncached, cache, extractor, out_dir, summary)
     summary.seconds = time.perf_counter() - started
+    summarize = getattr(extractor, "summarize", None)
+    if summarize is not None:
+        summary.details = summarize(Path(summary.features_path))
+        print(summary.details)
     create_markdown_artifact(summary.markdown(), key=f"extract-{modality}",
                              description=f"{modality} extraction of {corpus}")
     _check_error_rate(len(utts), errors, config.max_error_rate, modality)

@@ -25,8 +25,10 @@ from mcncl.config import ConfigError, CorpusConfig, load_params  # noqa: E402
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 corpus_app = typer.Typer(no_args_is_help=True, help="Prepare corpus manifests.")
 demo_app = typer.Typer(no_args_is_help=True, help="The built-in demo corpus.")
+finetune_app = typer.Typer(no_args_is_help=True, help="Fine-tune an encoder on a corpus.")
 app.add_typer(corpus_app, name="corpus")
 app.add_typer(demo_app, name="demo")
+app.add_typer(finetune_app, name="finetune")
 console = Console(stderr=True)
 DEFAULT = CorpusConfig()
 PARAMS = typer.Option(Path("params.yaml"), help="The params file to read.")
@@ -124,10 +126,13 @@ def extract(
     modality: str = typer.Argument(..., help="acoustic, facial or text."),
     manifest: Path = typer.Option(..., help="The manifest Parquet file."),
     out_dir: Path = typer.Option(None, help="Default: data/features/<manifest name>/."),
+    encoder: Path = typer.Option(None, help="text: the `mcncl finetune text` folder; its "
+                                 "fine-tuned encoder replaces text.model when enabled."),
     params: Path = PARAMS,
 ) -> None:
     """Extract one modality's features for a manifest (a Prefect flow; the DVC stages run this)."""
     from extractors.registry import MODALITIES
+    from extractors.text_finetune import FinetuneError, text_config_for
     from flows.extract import TooManyErrors, run_extraction
 
     try:
@@ -135,11 +140,13 @@ def extract(
         if modality not in MODALITIES:
             fail(f"modality {modality!r} is unknown; use one of {', '.join(MODALITIES)}.")
         section = getattr(config, modality)
+        if encoder and modality == "text":
+            section = text_config_for(encoder, section)
         if not manifest.is_file():
             fail(f"{manifest}: manifest not found; run `mcncl manifest` (or `dvc repro manifest`).")
         out = out_dir or Path("data/features") / manifest.stem
         summary = run_extraction(modality, manifest, out, config.extract, section)
-    except (ConfigError, ValueError, TooManyErrors, OSError) as exc:
+    except (ConfigError, ValueError, TooManyErrors, OSError, FinetuneError) as exc:
         fail(str(exc))
     table = Table(title=f"{modality}: {summary.features_path}")
     for column in ("utterances", "computed", "cached", "failed", "seconds"):
@@ -149,6 +156,32 @@ def extract(
     console.print(table)
     for kind, n in sorted(summary.kinds.items()):
         console.print(f"[yellow]failed[/] {kind}: {n} (see {summary.errors_path})", highlight=False)
+
+
+@finetune_app.command("text")
+def finetune_text(corpus: str = CORPUS, params: Path = PARAMS) -> None:
+    """DVC stage finetune_text: the text encoder fine-tuned on train, selected on dev."""
+    from extractors.text_finetune import FinetuneError
+    from extractors.text_finetune import finetune_text as run_finetuning
+    from flows.stages import run_stage
+
+    try:
+        config, manifest, _, _, model_dir = _stage_paths(params, corpus)
+        out = model_dir / "text_encoder"
+        card = run_stage(
+            "finetune_text", model_dir.name,
+            lambda: run_finetuning(manifest, out, config.finetune, config.text, console.print),
+            lambda c: [{k: c.get(k, "") for k in ("enabled", "best_epoch", "dev_weighted_f1",
+                                                  "dev_accuracy")}])
+    except (ConfigError, FinetuneError, OSError) as exc:
+        fail(str(exc))
+    if not card["enabled"]:
+        console.print(f"fine-tuning is off (finetune.enabled); {out} says so and extract_text "
+                      "uses text.model.")
+        return
+    console.print(f"fine-tuned text encoder → {out}: dev weighted-F1 "
+                  f"{card['dev_weighted_f1']:.4f}, accuracy {card['dev_accuracy']:.4f} "
+                  f"(epoch {card['best_epoch']} of {len(card['epochs'])})")
 
 
 def _stage_paths(params: Path, corpus: str) -> tuple:
@@ -178,18 +211,26 @@ def tensors(corpus: str = CORPUS, params: Path = PARAMS) -> None:
 
 
 @app.command("train")
-def train(corpus: str = CORPUS, params: Path = PARAMS, resume: bool = typer.Option(
-        False, help="Continue from the last finished epoch (last.pt).")) -> None:
+def train(
+    corpus: str = CORPUS,
+    params: Path = PARAMS,
+    resume: bool = typer.Option(False, help="Continue from the last finished epoch (last.pt)."),
+    seeds: int = typer.Option(0, help="Train this many seeds (default: train.seeds); the best "
+                              "on dev is kept and evaluate reports their mean and std."),
+) -> None:
     """DVC stage train: MCN-CL on the tensor cache; the best dev checkpoint is kept."""
+    from dataclasses import replace
+
     from flows.stages import run_stage
-    from fusion.train import train as run_training
+    from fusion.train import train_seeds
 
     try:
         config, _, _, tensor_dir, model_dir = _stage_paths(params, corpus)
+        settings = replace(config.train, seeds=seeds) if seeds else config.train
         result = run_stage(
             "train", model_dir.name,
-            lambda: run_training(tensor_dir, model_dir, config.model, config.train, resume,
-                                 echo=console.print),
+            lambda: train_seeds(tensor_dir, model_dir, config.model, settings, resume,
+                                echo=console.print),
             lambda r: [{"best dev weighted-F1": r["best_dev_weighted_f1"],
                         "epochs": r["epochs"]}])
     except (ConfigError, OSError, ValueError) as exc:
@@ -225,14 +266,17 @@ def predict_command(
     params: Path = PARAMS,
 ) -> None:
     """The emotion distribution of one new clip, from the model trained on a corpus."""
+    from extractors.text_finetune import FinetuneError, text_config_for
     from fusion.predict import PredictError, predict_clip
 
     try:
         config = load_params(params)
         model_dir = Path("data/models") / config.corpus(corpus).name
+        encoder = model_dir / "text_encoder"
+        text_config = text_config_for(encoder, config.text) if encoder.is_dir() else config.text
         result = predict_clip(clip, text, model_dir, {"acoustic": config.acoustic,
-                              "facial": config.facial, "text": config.text}, config.tensors)
-    except (ConfigError, PredictError, OSError) as exc:
+                              "facial": config.facial, "text": text_config}, config.tensors)
+    except (ConfigError, PredictError, FinetuneError, OSError) as exc:
         fail(str(exc))
     if as_json:
         typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
@@ -246,6 +290,8 @@ def predict_command(
     Console().print(table)
     for modality, why in result["masked"].items():
         console.print(f"[yellow]masked[/] {modality}: {why}", highlight=False, soft_wrap=True)
+    for note in result["notes"]:
+        console.print(f"[yellow]note[/] {note}", highlight=False, soft_wrap=True)
 
 
 @app.command("report")
@@ -346,13 +392,33 @@ def ablations(corpus: str = CORPUS, params: Path = PARAMS, run: bool = typer.Opt
         rows = run_all(tensor_dir, config.model, config.train, echo=console.print)
     except (ConfigError, OSError, ValueError) as exc:
         fail(str(exc))
-    table = Table(title=f"ablations on {tensor_dir} ({rows[0]['split'] if rows else '-'})")
+    table = Table(title=f"ablations on {tensor_dir} (dev)")
     for column in ("ablation", "weighted-F1", "accuracy", "macro-F1"):
         table.add_column(column)
     for row in rows:
         table.add_row(row["ablation"], f"{row['weighted_f1']:.4f}", f"{row['accuracy']:.4f}",
                       f"{row['macro_f1']:.4f}")
     Console().print(table)
+
+
+@app.command("cv")
+def cv(corpus: str = CORPUS, params: Path = PARAMS, folds: int = typer.Option(
+        0, help="Speaker-disjoint folds (default: cv.folds).")) -> None:
+    """Speaker-independent cross-validation on train + dev: mean ± std weighted-F1."""
+    from fusion.cv import run_cv
+
+    try:
+        config, manifest, features, _, _ = _stage_paths(params, corpus)
+        if not manifest.is_file():
+            fail(f"{manifest}: manifest not found; run `mcncl manifest` (or `dvc repro manifest`).")
+        out = Path(config.cv.out) / manifest.stem
+        summary = run_cv(manifest, features, out, config.tensors, config.model, config.train,
+                         folds or config.cv.folds, echo=console.print)
+    except (ConfigError, OSError, ValueError) as exc:
+        fail(str(exc))
+    console.print(f"{summary['folds']}-fold speaker-independent CV: weighted-F1 "
+                  f"{summary['weighted_f1_mean']:.4f} ± {summary['weighted_f1_std']:.4f} → "
+                  f"{out / 'cv.json'}")
 
 
 @app.command("ui")

@@ -13,7 +13,8 @@ import yaml
 from extractors.acoustic import AcousticConfig
 from extractors.facial import FacialConfig
 from extractors.text import TextConfig
-from fusion.config import ModelConfig, TensorConfig, TrainConfig
+from extractors.text_finetune import FinetuneConfig
+from fusion.config import CVConfig, ModelConfig, TensorConfig, TrainConfig
 
 
 class ConfigError(ValueError):
@@ -64,10 +65,12 @@ class Params:
     extract: ExtractConfig = field(default_factory=ExtractConfig)
     acoustic: AcousticConfig = field(default_factory=AcousticConfig)
     text: TextConfig = field(default_factory=TextConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     facial: FacialConfig = field(default_factory=FacialConfig)
     tensors: TensorConfig = field(default_factory=TensorConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    cv: CVConfig = field(default_factory=CVConfig)
 
     def corpus(self, name: str = "") -> CorpusConfig:
         """The corpus called ``name`` under ``corpora`` (default: the first one listed)."""

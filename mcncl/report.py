@@ -46,10 +46,14 @@ def build_report(data: Path, corpus: str) -> str:
     con = duckdb.connect()
     sections = [
         ("Scores", _scores(metrics)),
+        ("Seeds", _seeds(metrics)),
+        (f"Modalities of the {metrics['split']} utterances scored", _scored_coverage(metrics)),
         ("F1 per class", _f1_bars(metrics["per_class_f1"])),
         ("Confusion matrix", _confusion(con, model_dir / "predictions.parquet")),
         ("Learning curve", _curve(model_dir / "train_log.csv")),
         ("Coverage: utterances with each modality's features", _coverage(con, data, corpus)),
+        ("Face coverage: share of sampled frames with the speaker's face",
+         _face_coverage(data / "features" / corpus / "facial.parquet")),
         ("Errors per stage and kind", _errors(con, data / "features" / corpus / "errors")),
     ]
     stamp = datetime.fromtimestamp(metrics_path.stat().st_mtime, timezone.utc)
@@ -81,6 +85,28 @@ def _scores(m: dict) -> str:
                    "dev weighted-F1"],
                   [[m["split"], m["n"], m["weighted_f1"], m["accuracy"], m["macro_f1"],
                     m.get("best_epoch", ""), m.get("dev_weighted_f1", "")]])
+
+
+def _seeds(m: dict) -> str:
+    seeds = m.get("seeds")
+    if not seeds:
+        return "<p class=muted>one seed (train.seeds: 1)</p>"
+    split = m["split"]
+    return _table(["seeds", "best-dev seed", "dev weighted-F1 (mean ± std)",
+                   f"{split} weighted-F1 (mean ± std)"],
+                  [[seeds["n"], seeds["best_dev_seed"],
+                    f"{seeds['dev_weighted_f1_mean']:.3f} ± {seeds['dev_weighted_f1_std']:.3f}",
+                    f"{seeds[f'{split}_weighted_f1_mean']:.3f} ± "
+                    f"{seeds[f'{split}_weighted_f1_std']:.3f}"]])
+
+
+def _scored_coverage(m: dict) -> str:
+    coverage = m.get("coverage")
+    if not coverage:
+        return "<p class=muted>not recorded</p>"
+    modalities = [k for k in coverage if k not in ("n", "none")]
+    return _table(["utterances", *modalities, "none"],
+                  [[coverage["n"], *(coverage[k] for k in modalities), coverage["none"]]])
 
 
 def _f1_bars(per_class: dict[str, float]) -> str:
@@ -167,3 +193,24 @@ def _errors(con, folder: Path) -> str:
                    "group by all order by stage, n desc").fetchall()
     return _table(["stage", "kind", "utterances"], [list(r) for r in rows]) if rows else \
         "<p>none: every utterance of every stage has its features.</p>"
+
+
+def _face_coverage(features: Path) -> str:
+    """A histogram of the facial table's per-utterance coverage, and its face_lost count."""
+    if not features.is_file() or "coverage" not in pq.read_schema(features).names:
+        return "<p class=muted>no facial features with coverage</p>"
+    from extractors.face_coverage import BINS, coverage_histogram
+
+    values = [v for v in pq.read_table(features, columns=["coverage"])["coverage"].to_pylist()
+              if v is not None]
+    config = json.loads((pq.read_schema(features).metadata or {}).get(b"config", b"{}"))
+    least = config.get("min_coverage", 0.5)
+    counts = coverage_histogram(values)
+    top = max(counts) or 1
+    rows = [[f"{i / BINS:.1f}-{(i + 1) / BINS:.1f}", n,
+             f"<span class=bar style='width:{n / top * 20:.2f}rem'></span>"]
+            for i, n in enumerate(counts)]
+    lost = sum(v < least for v in values)
+    return (f"<p>{len(values)} utterances; face_lost (coverage below {least:.2f}): {lost}. "
+            "Utterances without any face are the facial error kind no_face.</p>"
+            + _table(["coverage", "utterances", ""], rows))

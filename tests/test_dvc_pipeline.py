@@ -31,8 +31,10 @@ from tests.project import (
     tool_env,
 )
 
-STAGES = ["manifest", "extract_acoustic", "extract_text", "extract_facial", "build_tensors",
-          "train", "evaluate"]
+STAGES = ["manifest", "extract_acoustic", "finetune_text", "extract_text", "extract_facial",
+          "build_tensors", "train", "evaluate"]
+TEXT_CHAIN = {"finetune_text@demo", "extract_text@demo", "build_tensors@demo", "train@demo",
+              "evaluate@demo"}
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +42,8 @@ def built(tmp_path_factory) -> Iterator[SimpleNamespace]:
     root = tmp_path_factory.mktemp("dvc")
     with prefect_ui(root / "prefect-home") as url:  # one server for all, as `make ui` gives
         project = copy_project(root / "project")
+        # the demo's faces are close-ups: the cheaper detector finds them, and CI time is short
+        set_param(project, "  detector: full_range", "  detector: short_range")
         first = run_in(project, "dvc", "repro")
         assert first.returncode == 0, first.stdout + first.stderr
         commit(project, "demo pipeline")
@@ -121,6 +125,39 @@ def test_facial_param_reruns_facial_extraction_and_what_follows(project: Path):
     frames = duckdb.sql(f"select max(len(aus)) from "
                         f"'{project}/data/features/demo/facial.parquet'").fetchall()[0][0]
     assert frames >= 4
+
+
+def test_finetuning_runs_before_text_extraction_and_reruns_only_the_text_chain(project: Path):
+    params = project / "params.yaml"
+    params.write_text(params.read_text().replace(  # a second corpus, not fine-tuned
+        "\ndemo:\n", "  again:\n    kind: meld\n    root: data/demo\n\ndemo:\n", 1))
+    for line, new in [("  enabled: false", "  enabled: true"),
+                      ("  corpora: []", "  corpora: [demo]"), ("  epochs: 3", "  epochs: 1"),
+                      ("  max_tokens: 128", "  max_tokens: 48"), ("  context: 0", "  context: 1")]:
+        set_param(project, line, new)
+    first = run_in(project, "dvc", "repro")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert stages_run(first) == TEXT_CHAIN | {f"{s}@again" for s in STAGES}
+    assert first.stdout.index("'finetune_text@demo'") < first.stdout.index("'extract_text@demo'")
+    card = json.loads((project / "data/models/demo/text_encoder/card.json").read_text())
+    assert card["enabled"] and card["context"] == 1 and card["train_utterances"] == 48
+    assert json.loads((project / "data/models/again/text_encoder/card.json").read_text()) == {
+        "enabled": False}
+    text = project / "data/features/demo/text.parquet"
+    config = json.loads(duckdb.sql(f"select value from parquet_kv_metadata('{text}') where key "
+                                   "= 'config'").fetchall()[0][0])
+    assert config["model"] == "data/models/demo/text_encoder" and config["context"] == 1
+    clip = project / "data/demo/test/output_repeated_splits_test/dia0_utt2.mp4"
+    predicted = run_in(project, "mcncl", "predict", str(clip), "--text", "Oh my God!", "--json")
+    assert predicted.returncode == 0, predicted.stderr
+    assert json.loads(predicted.stdout)["notes"] == [
+        "text: the model learnt from transcripts with the 1 previous turns of their dialogue; a "
+        "lone clip has none, so its transcript is encoded alone."]
+    set_param(project, "  lr: 0.00005", "  lr: 0.0001")
+    again = run_in(project, "dvc", "repro")
+    assert again.returncode == 0, again.stdout + again.stderr
+    # the other corpus's card is rewritten as it was, so nothing after it runs
+    assert stages_run(again) == TEXT_CHAIN | {"finetune_text@again"}
 
 
 def test_dvc_exp_run_with_a_changed_setting_and_exp_show(project: Path):
@@ -217,7 +254,7 @@ def test_predict_a_clip_gives_what_the_pipeline_gave_and_clear_errors(project: P
     pipeline = dict(zip(labels, expected, strict=True))
     assert result["probabilities"] == pytest.approx(pipeline, abs=1e-4)
     assert result["predicted"] == max(result["probabilities"], key=result["probabilities"].get)
-    assert result["masked"] == {}
+    assert result["masked"] == {} and result["notes"] == []
     clip.with_suffix(".txt").write_text(text)  # the sidecar transcript is read when no --text
     sidecar = json.loads(run_in(project, "mcncl", "predict", str(clip), "--json").stdout)
     assert sidecar["text"] == text and sidecar["probabilities"] == result["probabilities"]
