@@ -186,11 +186,12 @@ def _training_step(model, head, config: FinetuneConfig, n_train: int) -> Callabl
     parameters = [*model.parameters(), *head.parameters()]
 
     def step(batch: list[tuple[str, int]], device) -> float:
-        logits = head(_embed(model, [x for x, _ in batch], device))
-        target = torch.tensor([y for _, y in batch], device=device)
-        loss = torch.nn.functional.cross_entropy(logits, target)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        with torch.enable_grad():  # whatever the caller's grad mode (a long-lived process)
+            logits = head(_embed(model, [x for x, _ in batch], device))
+            target = torch.tensor([y for _, y in batch], device=device)
+            loss = torch.nn.functional.cross_entropy(logits, target)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
         torch.nn.utils.clip_grad_norm_(parameters, 1.0)
         optimizer.step()
         schedule.step()
