@@ -26,7 +26,8 @@ go_offline()
 
 from extractors.base import Failure  # noqa: E402
 from extractors.corpora import prepare_corpus  # noqa: E402
-from flows.extract import get_extractor, read_inputs, run_extraction  # noqa: E402
+from extractors.inputs import read_inputs  # noqa: E402
+from flows.extract import get_extractor, run_extraction  # noqa: E402
 from mcncl.atomic import write_parquet  # noqa: E402
 from mcncl.config import load_params  # noqa: E402
 

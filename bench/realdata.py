@@ -2,7 +2,7 @@
 
     python bench/realdata.py [--task meld-text|ravdess-audio|both] [--configs ce,supcon,...]
                              [--seeds 3] [--epochs N] [--cv K] [--set train.lr=0.001 ...]
-                             [--work DIR]
+                             [--work DIR] [--jobs N] [--in-process]
 
 meld-text: MELD train/dev transcripts; the text extractor's sentence embeddings + logistic
 regression (the reference: dev weighted-F1 50.4) versus MCN-CL on the token embeddings with
@@ -16,7 +16,9 @@ normalisation, both with ``tensors.speaker_norm`` none and speaker.
 Each configuration (``CONFIGS``: named params overrides, applied on top of params.yaml and
 then ``--set``) runs ``--seeds`` seeds; the table gives each seed's score and the median.
 Features go through the real flows (cached under data/cache), the model through the real
-tensor cache and training loop. A new task is one more entry in ``TASKS``.
+tensor cache and training loop. A new task is one more entry in ``TASKS``. On a machine with
+many cores or a GPU, ``--jobs N`` trains the configurations' seeds side by side and
+``--in-process`` extracts without Prefect (bench/side_by_side.py).
 """
 
 from __future__ import annotations
@@ -37,13 +39,13 @@ import numpy as np  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
+from side_by_side import extract_in_process, run_jobs  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.metrics import accuracy_score, f1_score  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 from extractors.corpora import prepare_corpus  # noqa: E402
-from flows.extract import run_extraction  # noqa: E402
 from fusion.ablations import with_overrides  # noqa: E402
 from fusion.cv import run_cv  # noqa: E402
 from fusion.data import load_split  # noqa: E402
@@ -86,7 +88,8 @@ CONFIGS: dict[str, dict[str, object]] = {  # name: params overrides
 }
 
 
-def prepare(task: str, params: Params, work: Path) -> tuple[Path, Path]:
+def prepare(task: str, params: Params, work: Path, in_process: bool = False
+            ) -> tuple[Path, Path]:
     """The task's manifest and feature folder (extracted once; the cache makes reruns quick)."""
     spec = TASKS[task]
     manifest, features = work / f"{task}.parquet", work / task
@@ -94,9 +97,15 @@ def prepare(task: str, params: Params, work: Path) -> tuple[Path, Path]:
         table, _ = prepare_corpus(spec.kind, spec.root, name=task.split("-")[0],
                                   dev_actors=(11, 12))
         write_parquet(table, manifest)
-        extract = replace(params.extract, cache_dir=str(REPO / "data" / "cache"))
-        run_extraction(spec.extractor, manifest, features, extract,
-                       getattr(params, spec.extractor))
+        if in_process:
+            extract_in_process(spec.extractor, manifest, features,
+                               getattr(params, spec.extractor))
+        else:
+            from flows.extract import run_extraction
+
+            extract = replace(params.extract, cache_dir=str(REPO / "data" / "cache"))
+            run_extraction(spec.extractor, manifest, features, extract,
+                           getattr(params, spec.extractor))
     return manifest, features
 
 
@@ -129,27 +138,35 @@ def logistic():
 
 
 def run_dev(task: str, names: list[str], sets: dict, seeds: int, epochs: int | None,
-            work: Path) -> None:
+            work: Path, jobs: int = 1, in_process: bool = False) -> None:
     """Train/dev: the baseline, then each configuration's dev weighted-F1 per seed."""
     params = load_params(REPO / "params.yaml")
-    manifest, features = prepare(task, params, work)
+    manifest, features = prepare(task, params, work, in_process)
     spec = TASKS[task]
     base_f1, _ = baseline(manifest, features / f"{spec.extractor}.parquet", spec.column)
     print(f"| {task} | logistic regression | {100 * base_f1:.1f} | {100 * base_f1:.1f} |",
           flush=True)
+    calls = []
     for name in names:
         chosen = sections(params, task, {**CONFIGS[name], **sets})
         tensor_dir = tensors_for(manifest, features, chosen["tensors"], work)
-        values = []
-        for i in range(seeds):
-            config = replace(chosen["train"], seed=chosen["train"].seed + i, seeds=1,
-                             epochs=epochs or chosen["train"].epochs)
-            with tempfile.TemporaryDirectory(dir=work) as out:
-                result = train(tensor_dir, Path(out), chosen["model"], config,
-                               echo=lambda *_: None)
-            values.append(100 * result["best_dev_weighted_f1"])
-        print(f"| {task} | {name} | {' '.join(f'{v:.1f}' for v in values)} | "
-              f"{statistics.median(values):.1f} |", flush=True)
+        calls += [(f"{name} seed {i}", tensor_dir, work, chosen["model"],
+                   replace(chosen["train"], seed=chosen["train"].seed + i, seeds=1,
+                           epochs=epochs or chosen["train"].epochs))
+                  for i in range(seeds)]
+    values = iter(run_jobs(best_dev_f1, calls, jobs))
+    for name in names:
+        mine = [next(values) for _ in range(seeds)]
+        print(f"| {task} | {name} | {' '.join(f'{v:.1f}' for v in mine)} | "
+              f"{statistics.median(mine):.1f} |", flush=True)
+
+
+def best_dev_f1(name: str, tensor_dir: Path, work: Path, model, config) -> float:
+    """One training in a scratch folder: its best dev weighted-F1, in points."""
+    with tempfile.TemporaryDirectory(dir=work) as out:
+        result = train(tensor_dir, Path(out), model, config, echo=lambda *_: None)
+    print(f"  {name}: {100 * result['best_dev_weighted_f1']:.1f}", flush=True)
+    return 100 * result["best_dev_weighted_f1"]
 
 
 def lr_on_folds(cv_dir: Path, k: int) -> list[float]:
@@ -208,6 +225,9 @@ def main() -> None:
     parser.add_argument("--norms", default="none,speaker", help="--cv: tensors.speaker_norm")
     parser.add_argument("--set", action="append", default=[], help="section.key=value")
     parser.add_argument("--work", type=Path, default=None, help="keep features here")
+    parser.add_argument("--jobs", type=int, default=1, help="trainings side by side (dev split)")
+    parser.add_argument("--in-process", action="store_true",
+                        help="extract without Prefect (a GPU box with torch alone)")
     args = parser.parse_args()
     names, sets = args.configs.split(","), _sets(args.set)
     with tempfile.TemporaryDirectory() as tmp:
@@ -221,7 +241,8 @@ def main() -> None:
                           tuple(args.norms.split(",")))
             else:
                 print("| task | model | dev weighted-F1 per seed | median |\n|---|---|---|---|")
-                run_dev(task, names, sets, args.seeds, args.epochs, work)
+                run_dev(task, names, sets, args.seeds, args.epochs, work, args.jobs,
+                        args.in_process)
 
 
 if __name__ == "__main__":

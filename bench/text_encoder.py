@@ -3,6 +3,7 @@
     python bench/text_encoder.py [--contexts 0,1,2,4] [--seeds 13,14,15] [--epochs N]
                                  [--finetune-epochs N] [--rows frozen,tuned,context]
                                  [--finetune-only] [--work data/bench/text_encoder]
+                                 [--jobs N] [--in-process]
 
 Rows: the frozen packaged MiniLM (today's default); the encoder fine-tuned with k = 0; with
 the best k > 0 (chosen by the fine-tuned classifier's own dev weighted-F1, dev only); and
@@ -12,7 +13,9 @@ printed: each fine-tuning's classifier dev score and seconds per epoch. Every st
 through the project's real code (``finetune_text``, the extraction flow with its cache under
 ``data/cache``, the tensor cache, training); a finished fine-tuning is reused when its card
 matches the settings, so an interrupted run resumes. The test split is never read (MELD's
-shared copy has none).
+shared copy has none). On a machine with many cores or a GPU, ``--jobs N`` trains the rows'
+seeds side by side and ``--in-process`` extracts without Prefect (only torch and
+sentence-transformers needed; see bench/side_by_side.py).
 """
 
 from __future__ import annotations
@@ -27,9 +30,10 @@ from mcncl.offline import go_offline
 
 go_offline()
 
+from side_by_side import extract_in_process, run_jobs  # noqa: E402
+
 from extractors.corpora import prepare_corpus  # noqa: E402
 from extractors.text_finetune import finetune_text, read_card, text_config_for  # noqa: E402
-from flows.extract import run_extraction  # noqa: E402
 from fusion.evaluate import evaluate  # noqa: E402
 from fusion.tensors import build_tensors  # noqa: E402
 from fusion.train import train  # noqa: E402
@@ -54,29 +58,30 @@ def encoder(work: Path, manifest: Path, k: int, epochs: int | None, params) -> P
     return out
 
 
-def features(work: Path, manifest: Path, name: str, text, params) -> Path:
+def features(work: Path, manifest: Path, name: str, text, params, in_process: bool) -> Path:
     out = work / name
-    extract = replace(params.extract, cache_dir=str(REPO / "data" / "cache"))
-    run_extraction("text", manifest, out, extract, text)
+    if in_process:
+        extract_in_process("text", manifest, out, text)
+    else:
+        from flows.extract import run_extraction
+
+        extract = replace(params.extract, cache_dir=str(REPO / "data" / "cache"))
+        run_extraction("text", manifest, out, extract, text)
     return out
 
 
-def mcncl_row(work: Path, manifest: Path, feats: Path, name: str, seeds: list[int],
-              epochs: int | None, params, context: bool = False) -> tuple[float, float, list]:
-    tensors = work / f"{name}-tensors"
-    build_tensors(manifest, feats, tensors, params.tensors)
-    model = replace(params.model, modalities=("text",), context=context)
-    scores = []
-    for seed in seeds:
-        config = replace(params.train, seed=seed, epochs=epochs or params.train.epochs)
-        out = work / f"{name}-model-{seed}{'-ctx' if context else ''}"
-        train(tensors, out, model, config, echo=lambda *_: None)
-        dev = evaluate(tensors, out, split="dev")
-        scores.append((dev["weighted_f1"], dev["accuracy"]))
-        print(f"  {name}{' + context' if context else ''} seed {seed}: dev weighted-F1 "
-              f"{100 * dev['weighted_f1']:.1f}", flush=True)
-    return (statistics.median(s[0] for s in scores), statistics.median(s[1] for s in scores),
-            scores)
+def tensors_of(work: Path, manifest: Path, feats: Path, params) -> Path:
+    out = work / f"{feats.name}-tensors"
+    build_tensors(manifest, feats, out, params.tensors)
+    return out
+
+
+def train_and_score(tensors: Path, out: Path, model, config) -> tuple[float, float]:
+    """One MCN-CL run: dev weighted-F1 and accuracy of its best epoch."""
+    train(tensors, out, model, config, echo=lambda *_: None)
+    dev = evaluate(tensors, out, split="dev")
+    print(f"  {out.name}: dev weighted-F1 {100 * dev['weighted_f1']:.1f}", flush=True)
+    return dev["weighted_f1"], dev["accuracy"]
 
 
 def main() -> None:
@@ -89,6 +94,9 @@ def main() -> None:
     parser.add_argument("--rows", default="frozen,tuned,context",
                         help="which MCN-CL rows: frozen, tuned (k = 0 and the best k), context")
     parser.add_argument("--work", type=Path, default=REPO / "data" / "bench" / "text_encoder")
+    parser.add_argument("--jobs", type=int, default=1, help="MCN-CL runs side by side")
+    parser.add_argument("--in-process", action="store_true",
+                        help="extract without Prefect (a GPU box with torch alone)")
     args = parser.parse_args()
     params = load_params(REPO / "params.yaml")
     work = args.work
@@ -108,28 +116,38 @@ def main() -> None:
         return
     best = max((k for k in contexts if k > 0), key=lambda k: cards[k]["dev_weighted_f1"],
                default=0)
-    seeds = [int(s) for s in args.seeds.split(",")]
     wanted = set(args.rows.split(","))
-    rows = []
+    rows = []  # (name, k, tensor folder, model.context)
     if "frozen" in wanted:
-        frozen = features(work, manifest, "frozen", params.text, params)
-        rows.append(("frozen MiniLM (default)", None, *mcncl_row(
-            work, manifest, frozen, "frozen", seeds, args.epochs, params)[:2]))
+        feats = features(work, manifest, "frozen", params.text, params, args.in_process)
+        rows.append(("frozen MiniLM (default)", None, tensors_of(work, manifest, feats, params),
+                     False))
     for k in dict.fromkeys([0, best]):
         if not {"tuned", "context"} & wanted or (k > 0 and best == 0):
             continue
         text = text_config_for(work / f"encoder-k{k}", replace(params.text, context=k))
-        feats = features(work, manifest, f"tuned-k{k}", text, params)
+        tensors = tensors_of(work, manifest,
+                             features(work, manifest, f"tuned-k{k}", text, params,
+                                      args.in_process), params)
         if "tuned" in wanted:
-            rows.append((f"fine-tuned, k = {k}", k, *mcncl_row(
-                work, manifest, feats, f"tuned-k{k}", seeds, args.epochs, params)[:2]))
+            rows.append((f"fine-tuned, k = {k}", k, tensors, False))
         if "context" in wanted and k == best:
-            rows.append((f"fine-tuned, k = {k}, model.context: true", k, *mcncl_row(
-                work, manifest, feats, f"tuned-k{k}", seeds, args.epochs, params,
-                context=True)[:2]))
+            rows.append((f"fine-tuned, k = {k}, model.context: true", k, tensors, True))
+    seeds = [int(s) for s in args.seeds.split(",")]
+    calls = [(tensors, work / f"{tensors.name[:-len('-tensors')]}-model-{seed}"
+              f"{'-ctx' if context else ''}",
+              replace(params.model, modalities=("text",), context=context),
+              replace(params.train, seed=seed, epochs=args.epochs or params.train.epochs))
+             for _, _, tensors, context in rows for seed in seeds]
+    scores = iter(run_jobs(train_and_score, calls, args.jobs))
+    results = []
+    for name, k, _, _ in rows:
+        mine = [next(scores) for _ in seeds]
+        results.append((name, k, statistics.median(f for f, _ in mine),
+                      statistics.median(a for _, a in mine)))
     print(f"\n| MELD text only, MCN-CL (median of {len(seeds)} seeds) | dev weighted-F1 | "
           "dev accuracy | fine-tuned classifier alone, dev weighted-F1 |\n|---|---|---|---|")
-    for name, k, f1, acc in rows:
+    for name, k, f1, acc in results:
         own = f"{100 * cards[k]['dev_weighted_f1']:.1f}" if k is not None else "—"
         print(f"| {name} | {100 * f1:.1f} | {100 * acc:.1f} | {own} |")
 

@@ -25,7 +25,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 
 from extractors.base import RUN_ONLY, Failure, Result, UtteranceInput, weights_hash
@@ -93,6 +92,17 @@ def previous_turns(rows: list[dict], context: int) -> dict[str, tuple[tuple[str,
     return history
 
 
+def model_outputs(model, texts: list[str]) -> dict:
+    """One forward pass of a sentence-transformers model: ``token_embeddings``,
+    ``attention_mask`` and ``sentence_embedding`` for each text, tokenised as the model does.
+
+    Called directly, not through ``encode(output_value=None)``, whose per-text split breaks on
+    some releases (6.0.1: "string index out of range")."""
+    features = {k: v.to(model.device) if hasattr(v, "to") else v
+                for k, v in model.preprocess(texts).items()}
+    return model(features)
+
+
 class TextExtractor:
     modality = "text"
 
@@ -100,7 +110,7 @@ class TextExtractor:
         self.config = config
         self.history = config.context
         path = model_path(config.model)
-        self.model = load_encoder(path, config.device)
+        self.model = load_encoder(path, config.device).eval()
         self.separator = self.model.tokenizer.sep_token or "|"
         dim = self.model.get_embedding_dimension()
         version = importlib.metadata.version("sentence-transformers")
@@ -127,19 +137,23 @@ class TextExtractor:
         return len(self.input_text(utt))
 
     def extract(self, utts: list[UtteranceInput]) -> list[Result]:
-        outputs = self.model.encode(
-            [self.input_text(u) for u in utts], output_value=None,
-            batch_size=self.config.batch_size, convert_to_numpy=True, show_progress_bar=False,
-        )
-        limit = self.config.max_tokens
-        results: list[Result] = []
-        for out in outputs:
-            length = int(out["attention_mask"].sum())  # the batch is padded to its longest text
-            tokens = out["token_embeddings"][:length].float().numpy()
-            results.append({
-                "embedding": np.asarray(out["sentence_embedding"], np.float32),
-                "token_embeddings": tokens[:limit],
-                "n_tokens": len(tokens),
-                "truncated": len(tokens) > limit,
-            })
+        import torch
+
+        texts = [self.input_text(u) for u in utts]
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # less padding
+        size, limit = self.config.batch_size, self.config.max_tokens
+        results: list[Result] = [{} for _ in texts]
+        with torch.inference_mode():
+            for start in range(0, len(order), size):
+                chosen = order[start:start + size]
+                out = model_outputs(self.model, [texts[i] for i in chosen])
+                lengths = out["attention_mask"].sum(dim=1).tolist()  # padded to the longest
+                for row, i in enumerate(chosen):
+                    tokens = out["token_embeddings"][row, :int(lengths[row])].float().cpu().numpy()
+                    results[i] = {
+                        "embedding": out["sentence_embedding"][row].float().cpu().numpy(),
+                        "token_embeddings": tokens[:limit],
+                        "n_tokens": len(tokens),
+                        "truncated": len(tokens) > limit,
+                    }
         return results

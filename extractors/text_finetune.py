@@ -30,7 +30,14 @@ import pyarrow.parquet as pq
 
 from extractors.base import weights_hash
 from extractors.corpora.manifest import manifest_labels
-from extractors.text import TextConfig, load_encoder, model_input, model_path, previous_turns
+from extractors.text import (
+    TextConfig,
+    load_encoder,
+    model_input,
+    model_outputs,
+    model_path,
+    previous_turns,
+)
 
 CARD = "card.json"
 HEAD = "classifier.safetensors"
@@ -187,7 +194,7 @@ def _training_step(model, head, config: FinetuneConfig, n_train: int) -> Callabl
 
     def step(batch: list[tuple[str, int]], device) -> float:
         with torch.enable_grad():  # whatever the caller's grad mode (a long-lived process)
-            logits = head(_embed(model, [x for x, _ in batch], device))
+            logits = head(_embed(model, [x for x, _ in batch]))
             target = torch.tensor([y for _, y in batch], device=device)
             loss = torch.nn.functional.cross_entropy(logits, target)
             optimizer.zero_grad(set_to_none=True)
@@ -200,16 +207,14 @@ def _training_step(model, head, config: FinetuneConfig, n_train: int) -> Callabl
     return step
 
 
-def _embed(model, texts: list[str], device):
+def _embed(model, texts: list[str]):
     """The sentence embeddings the head reads: unit length times sqrt(dim), so that entries are
     of order one whether or not the model normalises its output (MiniLM does; a linear head on
     unit vectors starts with tiny logits and passes tiny gradients back to the encoder: one
     MELD epoch that way gave a dev weighted-F1 of 47.0)."""
     import torch
 
-    features = {k: v.to(device) if hasattr(v, "to") else v
-                for k, v in model.preprocess(texts).items()}
-    embedding = model(features)["sentence_embedding"]
+    embedding = model_outputs(model, texts)["sentence_embedding"]
     return torch.nn.functional.normalize(embedding, dim=-1) * embedding.shape[-1] ** 0.5
 
 
@@ -224,7 +229,7 @@ def _dev_scores(model, head, examples: list, batch_size: int, device) -> dict:
     with torch.no_grad():
         for i in range(0, len(order), batch_size):
             chosen = order[i:i + batch_size]
-            logits = head(_embed(model, [examples[j][0] for j in chosen], device))
+            logits = head(_embed(model, [examples[j][0] for j in chosen]))
             predicted[chosen] = logits.argmax(dim=-1).cpu().numpy()
     truth = [y for _, y in examples]
     return {"dev_weighted_f1": float(f1_score(truth, predicted, average="weighted")),

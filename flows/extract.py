@@ -33,9 +33,8 @@ from extractors.base import (
     model_files_signature,
     schema_metadata,
 )
-from extractors.corpora.manifest import corpus_root
+from extractors.inputs import read_inputs
 from extractors.registry import make_extractor
-from extractors.text import previous_turns
 from flows.cache import ResultCache, cache_key
 from flows.runners import make_task_runner, worker_count
 from flows.tables import write_error_table, write_feature_table
@@ -83,25 +82,6 @@ def _loaded_extractor(modality: str, config: Any, signature: tuple) -> Extractor
       persist_result=False)
 def extract_shard(modality: str, config: Any, index: int, utts: list[UtteranceInput]) -> list:
     return get_extractor(modality, config).extract(utts)
-
-
-def read_inputs(manifest: Path, history: int = 0) -> list[UtteranceInput]:
-    """The manifest's utterances, with ``history`` earlier turns of the dialogue each."""
-    table = pq.read_table(manifest)
-    root = corpus_root(manifest)
-    rows = table.select(["utterance_id", "split", "dialogue_id", "turn", "speaker", "text",
-                         "audio_path", "video_path", "start_s", "end_s"]).to_pylist()
-    earlier = previous_turns(rows, history)
-
-    def absolute(rel: str | None) -> str | None:
-        return str(root / rel) if rel else None
-
-    return [
-        UtteranceInput(r["utterance_id"], r["text"] or "", absolute(r["audio_path"]),
-                       absolute(r["video_path"]), r["start_s"], r["end_s"], r["speaker"] or "",
-                       earlier.get(r["utterance_id"], ()))
-        for r in rows
-    ]
 
 
 @flow(name="extract", flow_run_name="extract-{modality}-{corpus}", log_prints=True)
