@@ -143,8 +143,9 @@ class DialogueContext(nn.Module):
         outputs, _ = self.rnn(packed)
         outputs, _ = nn.utils.rnn.pad_packed_sequence(outputs, batch_first=True)
         steps = torch.cat([outputs[i, :c] for i, c in enumerate(counts.tolist())])
-        context = torch.empty_like(x)
-        context[order] = self.out(steps)
+        projected = self.out(steps)  # bfloat16 under CUDA autocast, where x may be float32
+        context = torch.empty(x.shape, dtype=projected.dtype, device=x.device)
+        context[order] = projected
         return self.norm(x + context)
 
 

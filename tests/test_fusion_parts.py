@@ -1,5 +1,6 @@
 """The parts issue 13 added: sampler, queue, hard-negative strength, speaker codes and
-normalisation, the schedule's real step count, speaker-independent folds, seeds, coverage."""
+normalisation, the schedule's real step count, speaker-independent folds, seeds, coverage,
+and the dialogue context under mixed precision."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from fusion.config import ModelConfig, TensorConfig, TrainConfig
 from fusion.cv import fold_manifest, speaker_folds
 from fusion.data import BalancedTopUp, epoch_plan, load_split
 from fusion.losses import MemoryQueue, contrastive_loss, total_loss
+from fusion.model import DialogueContext
 from fusion.tensors import build_tensors, speaker_in_dialogue
 from fusion.train import lr_factor, train
 from tests.tensor_cache import make_tensor_cache, write_corpus
@@ -81,6 +83,21 @@ def test_speaker_codes_are_indices_within_each_dialogue():
                                 ["Ross", "Monica", "Ross", "Ross", "Joey", "Chandler"])
     # d1 in turn order: Monica 0, Ross 1, Ross 1, Chandler 2; d2: Joey 0, Ross 1
     assert codes.tolist() == [1, 0, 1, 1, 0, 2]
+
+
+def test_dialogue_context_runs_under_bfloat16_autocast():
+    """Training on CUDA runs under bfloat16 autocast; the context GRU's output (bfloat16) must
+    land in its utterances' rows whatever dtype the fused vectors have (CPU autocast here)."""
+    torch.manual_seed(0)
+    context = DialogueContext(16, 4)
+    x = torch.randn(7, 16)
+    batch = (torch.tensor([0, 0, 1, 1, 1, 2, 0]), torch.tensor([0, 1, 0, 1, 2, 0, 2]),
+             torch.tensor([0, 1, 0, 1, 0, 0, 0]))
+    full = context(x, *batch)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = context(x, *batch)
+    assert mixed.shape == (7, 16)
+    assert torch.allclose(mixed.float(), full, atol=0.1)  # same rows, bfloat16 rounding only
 
 
 def test_speaker_normalisation_uses_each_speakers_own_statistics(tmp_path: Path):
