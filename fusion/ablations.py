@@ -11,8 +11,7 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-import torch
-
+from fusion.checkpoint import MODEL, load_checkpoint
 from fusion.config import ModelConfig, TrainConfig
 from fusion.train import train
 
@@ -75,7 +74,7 @@ def run_all(tensor_dir: Path, model: ModelConfig, config: TrainConfig,
                 out = Path(tmp) / name / str(i)
                 train(tensor_dir, out, m, replace(c, seed=c.seed + i, seeds=1),
                       echo=lambda *_: None)
-                runs.append(torch.load(out / "model.pt", weights_only=False)["dev"])
+                runs.append(load_checkpoint(out / MODEL)["dev"])
             dev = sorted(runs, key=lambda r: r["weighted_f1"])[(len(runs) - 1) // 2]
             rows.append({"ablation": name, "split": "dev", "seeds": len(runs),
                          "weighted_f1": dev["weighted_f1"], "accuracy": dev["accuracy"],

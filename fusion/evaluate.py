@@ -12,6 +12,7 @@ import pyarrow as pa
 import torch
 from sklearn.metrics import f1_score
 
+from fusion.checkpoint import MODEL, load_checkpoint
 from fusion.config import ModelConfig
 from fusion.data import load_meta, load_split, size
 from fusion.metrics import scores
@@ -20,11 +21,7 @@ from mcncl.atomic import atomic_path, write_parquet, write_text
 
 
 def load_model(model_dir: Path, device: torch.device = torch.device("cpu")):
-    path = Path(model_dir) / "model.pt"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no trained model; run `mcncl train` "
-                                "(DVC stage train) first.")
-    saved = torch.load(path, map_location=device, weights_only=False)
+    saved = load_checkpoint(Path(model_dir) / MODEL, device)
     config = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v
                             for k, v in saved["model_config"].items()})
     model = build_model(saved["meta"], config).to(device)

@@ -27,12 +27,13 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from fusion.checkpoint import LAST, MODEL, load_checkpoint, save_checkpoint
 from fusion.config import ModelConfig, TrainConfig
 from fusion.data import BalancedTopUp, batches, epoch_plan, load_meta, load_split, size, take
 from fusion.losses import MemoryQueue, total_loss
 from fusion.metrics import scores
 from fusion.model import MCNCL
-from mcncl.atomic import atomic_path, write_text
+from mcncl.atomic import write_text
 
 LOG_COLUMNS = ("epoch", "train_loss", "dev_weighted_f1", "dev_accuracy", "lr", "seconds")
 
@@ -81,7 +82,8 @@ def lr_factor(step: int, warmup: int, total: int) -> float:
 
 def train(tensor_dir: Path, out_dir: Path, model_config: ModelConfig, config: TrainConfig,
           resume: bool = False, echo=print) -> dict:
-    """Train, keep the best checkpoint (``model.pt``) and the learning curve; return its scores."""
+    """Train, keep the best checkpoint (``model.safetensors``) and the learning curve; return
+    its scores."""
     if config.sampler not in ("shuffle", "balanced"):
         raise ValueError(f"train.sampler {config.sampler!r} is unknown; use shuffle or balanced.")
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -128,8 +130,8 @@ def train(tensor_dir: Path, out_dir: Path, model_config: ModelConfig, config: Tr
     queue = MemoryQueue(config.queue_size) if config.queue_size > 0 else None
     out_dir.mkdir(parents=True, exist_ok=True)
     state = {"epoch": 0, "best": -1.0, "stale": 0, "log": []}
-    if resume and (out_dir / "last.pt").is_file():
-        state = _load_last(out_dir / "last.pt", model, optimizer, schedule, topups, queue,
+    if resume and (out_dir / LAST).is_file():
+        state = _load_last(out_dir / LAST, model, optimizer, schedule, topups, queue,
                            device)
         echo(f"resuming after epoch {state['epoch']} (best dev weighted-F1 {state['best']:.4f})")
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
@@ -164,13 +166,12 @@ def train(tensor_dir: Path, out_dir: Path, model_config: ModelConfig, config: Tr
                  f"{row['dev_weighted_f1']:.4f}  acc {row['dev_accuracy']:.4f}  "
                  f"{row['seconds']:.1f}s" + ("  *" if improved else ""))
             if improved:
-                _save(out_dir / "model.pt", _checkpoint(model, meta, model_config, config,
-                                                        epoch, dev))
-            _save(out_dir / "last.pt", {"model": model.state_dict(),
-                                        "optimizer": optimizer.state_dict(),
-                                        "schedule": schedule.state_dict(), "state": state,
-                                        "rng": _rng_state(topups),
-                                        "queue": _queue_state(queue)})
+                save_checkpoint(_checkpoint(model, meta, model_config, config, epoch, dev),
+                                out_dir / MODEL)
+            save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                             "schedule": schedule.state_dict(), "state": state,
+                             "rng": _rng_state(topups), "queue": _queue_state(queue)},
+                            out_dir / LAST)
             _write_log(state["log"], out_dir / "train_log.csv")
         if _from_rank_0(state["stale"] >= config.patience, world, device):
             break
@@ -184,8 +185,9 @@ def train_seeds(tensor_dir: Path, out_dir: Path, model_config: ModelConfig,
                 config: TrainConfig, resume: bool = False, echo=print) -> dict:
     """``train.seeds`` runs (seeds ``seed``, ``seed + 1``, ...); the best on dev is kept.
 
-    With several, each run lives in ``seeds/<seed>/`` and the best-dev one's ``model.pt`` and
-    learning curve are copied up; ``seeds.json`` lists every run (evaluate scores them all).
+    With several, each run lives in ``seeds/<seed>/`` and the best-dev one's
+    ``model.safetensors`` and learning curve are copied up; ``seeds.json`` lists every run
+    (evaluate scores them all).
     """
     if config.seeds <= 1:
         (out_dir / "seeds.json").unlink(missing_ok=True)
@@ -198,7 +200,7 @@ def train_seeds(tensor_dir: Path, out_dir: Path, model_config: ModelConfig,
                           replace(config, seed=seed), resume, echo))
     best = max(runs, key=lambda r: r["best_dev_weighted_f1"])
     if int(os.environ.get("RANK", "0")) == 0:
-        for name in ("model.pt", "train_log.csv"):
+        for name in (MODEL, "train_log.csv"):
             shutil.copyfile(out_dir / "seeds" / str(best["seed"]) / name, out_dir / name)
         write_text(json.dumps({"best_seed": best["seed"], "runs": runs}, indent=2),
                    out_dir / "seeds.json")
@@ -225,11 +227,6 @@ def _checkpoint(model, meta, model_config, config, epoch, dev) -> dict:
             "train_config": asdict(config), "meta": kept, "epoch": epoch, "dev": dev}
 
 
-def _save(path: Path, obj: dict) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
-
-
 def _rng_state(generator: torch.Generator) -> dict:
     """Every random stream training draws from (top-ups, dropout), so a resumed run continues
     exactly as the uninterrupted one would have (the shuffles are planned from the seed)."""
@@ -242,7 +239,7 @@ def _queue_state(queue: MemoryQueue | None) -> dict:
 
 
 def _load_last(path: Path, model, optimizer, schedule, generator, queue, device) -> dict:
-    saved = torch.load(path, map_location=device, weights_only=False)
+    saved = load_checkpoint(path, device)
     if queue is not None and saved.get("queue"):
         queue.views, queue.labels = saved["queue"]["views"], saved["queue"]["labels"]
     model.load_state_dict(saved["model"])

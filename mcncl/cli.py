@@ -214,7 +214,8 @@ def tensors(corpus: str = CORPUS, params: Path = PARAMS) -> None:
 def train(
     corpus: str = CORPUS,
     params: Path = PARAMS,
-    resume: bool = typer.Option(False, help="Continue from the last finished epoch (last.pt)."),
+    resume: bool = typer.Option(False, help="Continue from the last finished epoch "
+                                "(last.safetensors)."),
     seeds: int = typer.Option(0, help="Train this many seeds (default: train.seeds); the best "
                               "on dev is kept and evaluate reports their mean and std."),
 ) -> None:
@@ -236,7 +237,7 @@ def train(
     except (ConfigError, OSError, ValueError) as exc:
         fail(str(exc))
     console.print(f"best dev weighted-F1 {result['best_dev_weighted_f1']:.4f} after "
-                  f"{result['epochs']} epochs → {model_dir / 'model.pt'}")
+                  f"{result['epochs']} epochs → {model_dir / 'model.safetensors'}")
 
 
 @app.command("evaluate")
@@ -276,7 +277,7 @@ def predict_command(
         text_config = text_config_for(encoder, config.text) if encoder.is_dir() else config.text
         result = predict_clip(clip, text, model_dir, {"acoustic": config.acoustic,
                               "facial": config.facial, "text": text_config}, config.tensors)
-    except (ConfigError, PredictError, FinetuneError, OSError) as exc:
+    except (ConfigError, PredictError, FinetuneError, OSError, ValueError) as exc:
         fail(str(exc))
     if as_json:
         typer.echo(json.dumps(result, indent=2, ensure_ascii=False))

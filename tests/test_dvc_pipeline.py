@@ -194,7 +194,8 @@ def test_second_corpus_runs_side_by_side_and_reuses_cached_features(project: Pat
 def test_remote_push_then_pull_restores_every_artefact(project: Path, tmp_path: Path):
     outs = _cached_outputs(project)
     before = {path: _digest(project / path) for path in outs}
-    assert {"data/demo", "data/manifests/demo.parquet", "data/models/demo/model.pt"} <= set(outs)
+    assert {"data/demo", "data/manifests/demo.parquet",
+            "data/models/demo/model.safetensors"} <= set(outs)
     remote = tmp_path / "remote"
     for cmd in (["dvc", "remote", "add", "-d", "store", str(remote)], ["dvc", "push"]):
         result = run_in(project, *cmd)

@@ -22,6 +22,7 @@ import pytest
 import torch
 
 from extractors.corpora.csv_corpus import prepare_csv
+from fusion.checkpoint import load_checkpoint
 from mcncl.atomic import write_parquet
 from mcncl.demo import feat_data_dir
 from tests.media import make_speech_corpus
@@ -157,7 +158,7 @@ def test_sigkill_during_training_then_resume_matches_an_uninterrupted_run(tmp_pa
     curves = [[row.rsplit(",", 1)[0] for row in (p / "data/models/c/train_log.csv")
                .read_text().splitlines()] for p in (killed, whole)]  # all but the seconds
     assert curves[0] == curves[1]
-    weights = [torch.load(p / "data/models/c/model.pt", weights_only=False)["state_dict"]
+    weights = [load_checkpoint(p / "data/models/c/model.safetensors")["state_dict"]
                for p in (killed, whole)]
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[1])
 

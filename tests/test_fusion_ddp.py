@@ -82,7 +82,7 @@ def test_every_configuration_runs_under_torchrun_and_matches_one_process(runs):
     for name, ranks in runs["ddp"].items():
         assert ranks[0] == ranks[1], name  # both ranks finished alike
         saved = runs["root"] / "ddp" / name
-        assert (saved / "model.pt").is_file()
+        assert (saved / "model.safetensors").is_file()
         log = (saved / "train_log.csv").read_text().splitlines()
         assert len(log) == 1 + TRAIN.epochs, name
         single = runs["single"][name]

@@ -1,0 +1,99 @@
+"""Checkpoints without pickle: tensors in a safetensors file, everything else as JSON in its header.
+
+A checkpoint pulled from a shared DVC remote is data, never code: loading reads tensors and
+JSON and nothing else. Any nested structure of dicts, lists, numbers, strings and tensors
+round-trips (a model's state dict, an optimiser's, random-number states, the training state).
+The pickled ``model.pt`` of earlier versions is never unpickled by training or evaluation;
+``python -m fusion.checkpoint <model.pt>`` converts one with torch's restricted (weights-only)
+unpickler, which refuses anything but tensors and plain containers.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from mcncl.atomic import atomic_path
+
+MODEL = "model.safetensors"  # the best epoch: weights, configs, labels, statistics, dev scores
+LAST = "last.safetensors"  # the last finished epoch, for --resume (scratch, git-ignored)
+OLD_MODEL = "model.pt"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, damaged or of the old pickled kind."""
+
+
+def save_checkpoint(obj: dict[str, Any], path: Path) -> None:
+    """Write ``obj`` atomically: its tensors to the file's body, the rest to its header."""
+    tensors: dict[str, torch.Tensor] = {}
+    layout = _split(obj, "", tensors)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"layout": json.dumps(layout)})
+
+
+def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """The structure ``save_checkpoint`` wrote, its tensors on ``device``."""
+    path = Path(path)
+    if not path.is_file():
+        old = path.with_name(OLD_MODEL)
+        if path.name == MODEL and old.is_file():
+            raise CheckpointError(
+                f"{old}: a pickled checkpoint of an earlier version, which is never loaded "
+                f"(unpickling can run code); retrain, or convert it with `python -m "
+                f"fusion.checkpoint {old}`.")
+        raise FileNotFoundError(f"{path}: no trained model; run `mcncl train` "
+                                "(DVC stage train) first.")
+    try:
+        with safe_open(str(path), "pt", device=str(device)) as f:
+            layout = json.loads((f.metadata() or {})["layout"])
+            tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118
+    except (SafetensorError, KeyError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a checkpoint this version wrote ({exc}); "
+                              "retrain to replace it.") from exc
+    return _join(layout, tensors)
+
+
+def convert_pickle(old: Path) -> Path:
+    """An earlier version's ``model.pt`` as ``model.safetensors`` beside it (weights only)."""
+    try:
+        saved = torch.load(old, map_location="cpu", weights_only=True)
+    except Exception as exc:  # the restricted unpickler met something that is not data
+        raise CheckpointError(f"{old}: refused, it holds more than tensors and plain data "
+                              f"({type(exc).__name__}); retrain instead.") from exc
+    new = Path(old).with_name(MODEL)
+    save_checkpoint(saved, new)
+    return new
+
+
+def _split(obj: Any, name: str, tensors: dict[str, torch.Tensor]) -> Any:
+    """``obj`` as JSON, each tensor replaced by a reference to its entry in ``tensors``."""
+    if isinstance(obj, torch.Tensor):
+        tensors[name] = obj.detach().cpu().contiguous().clone()  # no shared storage in the file
+        return {"tensor": name}
+    if isinstance(obj, dict):  # keys kept with their type (an optimiser's state has int keys)
+        return {"items": [[k, _split(v, f"{name}.{k}", tensors)] for k, v in obj.items()]}
+    if isinstance(obj, list | tuple):
+        return {"list": [_split(v, f"{name}.{i}", tensors) for i, v in enumerate(obj)]}
+    return {"value": obj}
+
+
+def _join(layout: dict, tensors: dict[str, torch.Tensor]) -> Any:
+    if "tensor" in layout:
+        return tensors[layout["tensor"]]
+    if "items" in layout:
+        return {k: _join(v, tensors) for k, v in layout["items"]}
+    if "list" in layout:
+        return [_join(v, tensors) for v in layout["list"]]
+    return layout["value"]
+
+
+if __name__ == "__main__":
+    for argument in sys.argv[1:]:
+        print(f"{argument} → {convert_pickle(Path(argument))}")
