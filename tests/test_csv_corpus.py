@@ -51,3 +51,22 @@ def test_csv_corpus_errors(tmp_path: Path, content, kwargs, message):
 def test_csv_corpus_missing_file(tmp_path: Path):
     with pytest.raises(CorpusError, match="file not found"):
         prepare_csv(tmp_path / "nope.csv")
+
+
+def test_csv_corpus_follows_links(tmp_path: Path):
+    """A linked clip folder and a linked file are media like any other; a cycle is harmless."""
+    disk = tmp_path / "disk2"
+    disk.mkdir()
+    (disk / "a.wav").write_bytes(b"x")
+    (disk / "b.wav").write_bytes(b"x")
+    root = tmp_path / "corpus"
+    root.mkdir()
+    (root / "clips").symlink_to(disk, target_is_directory=True)
+    (root / "b.wav").symlink_to(disk / "b.wav")
+    (disk / "up").symlink_to(root, target_is_directory=True)
+    (root / "corpus.csv").write_text("utterance_id,text,label,split,audio_path\n"
+                                     "u1,Hi,joy,train,clips/a.wav\nu2,Yo,joy,dev,b.wav\n",
+                                     encoding="utf-8")
+    table, report = prepare_csv(root / "corpus.csv", name="mine")
+    assert table["audio_path"].to_pylist() == ["clips/a.wav", "b.wav"]
+    assert report.counts == {}

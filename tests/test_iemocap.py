@@ -94,3 +94,21 @@ def test_iemocap_errors(tmp_path: Path, iemocap_tree: Path):
         prepare_iemocap(tmp_path / "nowhere")
     with pytest.raises(CorpusError, match="label set '5' is unknown"):
         prepare_iemocap(iemocap_tree, label_set="5")
+
+
+def test_iemocap_follows_a_linked_session_and_file(iemocap_tree: Path, tmp_path_factory):
+    """A session folder and a wav file on another disk, reached through links; a cycle."""
+    elsewhere = tmp_path_factory.mktemp("disk2")
+    (iemocap_tree / "Session1").rename(elsewhere / "Session1")
+    (iemocap_tree / "Session1").symlink_to(elsewhere / "Session1", target_is_directory=True)
+    wav = iemocap_tree / "Session4/sentences/wav/Ses04F_impro01/Ses04F_impro01_F000.wav"
+    wav.rename(elsewhere / "F000.wav")
+    wav.symlink_to(elsewhere / "F000.wav")
+    (iemocap_tree / "Session4" / "dialog" / "up").symlink_to(iemocap_tree / "Session4",
+                                                             target_is_directory=True)
+    table, report = prepare_iemocap(iemocap_tree)
+    rows = {r["utterance_id"]: r for r in table.to_pylist()}
+    assert table.num_rows == 7 * 6 and report.counts["missing_audio"] == 6  # as without links
+    assert rows["iemocap/Ses01F_impro01_F000"]["audio_path"] == \
+        "Session1/sentences/wav/Ses01F_impro01/Ses01F_impro01_F000.wav"
+    assert rows["iemocap/Ses04F_impro01_F000"]["audio_path"] is not None

@@ -119,3 +119,19 @@ def test_parse_timestamp():
 
 def test_labels_are_meld_seven():
     assert LABELS == ("neutral", "joy", "surprise", "anger", "sadness", "disgust", "fear")
+
+
+def test_meld_follows_a_linked_clip_folder_and_csv(meld_tree: Path, tmp_path_factory):
+    """Clips and CSVs on another disk, reached through links (with a cycle among the clips)."""
+    elsewhere = tmp_path_factory.mktemp("disk2")
+    clips = meld_tree / "train" / "train_splits"
+    clips.rename(elsewhere / "clips")
+    clips.symlink_to(elsewhere / "clips", target_is_directory=True)
+    (meld_tree / "train_sent_emo.csv").rename(elsewhere / "train.csv")
+    (meld_tree / "train_sent_emo.csv").symlink_to(elsewhere / "train.csv")
+    (elsewhere / "clips" / "up").symlink_to(meld_tree, target_is_directory=True)
+    table, report = prepare_meld(meld_tree)
+    rows = {r["utterance_id"]: r for r in table.to_pylist()}
+    assert rows["meld/train/dia0_utt0"]["video_path"] == "train/train_splits/dia0_utt0.mp4"
+    assert report.counts == {"missing_clip": 1, "corrupt_clip": 1, "unlisted_clip": 1,
+                             "no_clip_folder": 1, "bad_timestamp": 1}

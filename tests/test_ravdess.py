@@ -37,3 +37,18 @@ def test_ravdess_custom_split(tmp_path: Path):
         touch(tmp_path / f"03-01-01-01-01-01-{actor:02d}.wav")
     table, _ = prepare_ravdess(tmp_path, dev_actors=(2,), test_actors=(3,))
     assert table["split"].to_pylist() == ["train", "dev", "test"]
+
+
+def test_ravdess_follows_links_and_enters_a_cycle_once(tmp_path: Path):
+    """A corpus assembled from several disks: a linked actor folder, a linked file, a cycle."""
+    disk, root = tmp_path / "disk2", tmp_path / "ravdess"
+    touch(disk / "Actor_03" / "03-01-05-02-01-01-03.wav")
+    touch(disk / "loose" / "03-01-04-01-01-01-01.wav")
+    (root / "Actor_01").mkdir(parents=True)
+    (root / "Actor_03").symlink_to(disk / "Actor_03", target_is_directory=True)
+    (root / "Actor_01" / "03-01-04-01-01-01-01.wav").symlink_to(
+        disk / "loose" / "03-01-04-01-01-01-01.wav")
+    (root / "Actor_01" / "up").symlink_to(root, target_is_directory=True)  # a cycle
+    table, _ = prepare_ravdess(root)
+    assert table["audio_path"].to_pylist() == ["Actor_01/03-01-04-01-01-01-01.wav",
+                                               "Actor_03/03-01-05-02-01-01-03.wav"]

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from extractors.corpora.files import corpus_files
 from extractors.corpora.manifest import CorpusError, Report, Utterance, build_manifest
 
 EMOTIONS = {"01": "neutral", "02": "calm", "03": "happy", "04": "sad", "05": "angry",
@@ -39,7 +40,7 @@ def prepare_ravdess(
         raise CorpusError(f"{corpus_dir}: folder not found; point to the RAVDESS files.")
     report = Report()
     by_actor: dict[int, list[Path]] = defaultdict(list)
-    for path in sorted(corpus_dir.rglob("*")):
+    for path in corpus_files(corpus_dir):
         if path.suffix.lower() not in EXTENSIONS:
             continue
         match = FILE_NAME.match(path.stem)
