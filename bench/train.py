@@ -79,7 +79,7 @@ def measure(root: Path, work: Path, model_config: ModelConfig, config: TrainConf
             n: int) -> tuple[float, float, float]:
     """Utterances per second of the real loop and of the bare loop, and seconds per epoch."""
     train(root, work, model_config, config, echo=lambda *_: None)
-    log = (work / "train_log.csv").read_text().splitlines()[1:]
+    log = (work / "train_times.csv").read_text().splitlines()[1:]
     seconds = statistics.median(float(line.split(",")[-1]) for line in log)
     bare_speed = statistics.median(bare(root, model_config, config)
                                    for _ in range(config.epochs))
