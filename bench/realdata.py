@@ -45,13 +45,13 @@ from sklearn.metrics import accuracy_score, f1_score  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
+from extractors.atomic import write_parquet  # noqa: E402
 from extractors.corpora import prepare_corpus  # noqa: E402
 from fusion.ablations import with_overrides  # noqa: E402
 from fusion.cv import run_cv  # noqa: E402
 from fusion.data import load_split  # noqa: E402
 from fusion.tensors import build_tensors  # noqa: E402
 from fusion.train import train  # noqa: E402
-from mcncl.atomic import write_parquet  # noqa: E402
 from mcncl.config import Params, load_params  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

@@ -36,9 +36,9 @@ from extractors.base import (
 from extractors.inputs import read_inputs
 from extractors.registry import make_extractor
 from flows.cache import ResultCache, cache_key
+from flows.config import ExtractConfig
 from flows.runners import make_task_runner, worker_count
 from flows.tables import write_error_table, write_feature_table
-from mcncl.config import ExtractConfig
 
 
 class TooManyErrors(RuntimeError):

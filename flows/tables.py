@@ -8,7 +8,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mcncl.atomic import atomic_path
+from extractors.atomic import atomic_path
 
 ERROR_SCHEMA = pa.schema([("utterance_id", pa.string()), ("stage", pa.string()),
                           ("kind", pa.string()), ("message", pa.string())])

@@ -19,7 +19,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from mcncl.atomic import atomic_path
+from extractors.atomic import atomic_path
 
 MODEL = "model.safetensors"  # the best epoch: weights, configs, labels, statistics, dev scores
 LAST = "last.safetensors"  # the last finished epoch, for --resume (scratch, git-ignored)

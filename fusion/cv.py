@@ -21,13 +21,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
+from extractors.atomic import write_parquet, write_text
 from fusion.config import ModelConfig, TensorConfig, TrainConfig
 from fusion.data import load_split
 from fusion.evaluate import load_model
 from fusion.metrics import scores
 from fusion.tensors import build_tensors
 from fusion.train import predict, train_seeds
-from mcncl.atomic import write_parquet, write_text
 
 
 def speaker_folds(speakers: list[str], k: int) -> list[list[str]]:

@@ -12,12 +12,12 @@ import pyarrow as pa
 import torch
 from sklearn.metrics import f1_score
 
+from extractors.atomic import atomic_path, write_parquet, write_text
 from fusion.checkpoint import MODEL, load_checkpoint
 from fusion.config import ModelConfig
 from fusion.data import load_meta, load_split, size
 from fusion.metrics import scores
 from fusion.train import build_model, predict
-from mcncl.atomic import atomic_path, write_parquet, write_text
 
 
 def load_model(model_dir: Path, device: torch.device = torch.device("cpu")):

@@ -29,9 +29,9 @@ import numpy as np
 import pyarrow.parquet as pq
 from safetensors.numpy import save_file
 
+from extractors.atomic import atomic_path, write_text
 from extractors.corpora.manifest import manifest_labels
 from fusion.config import TensorConfig
-from mcncl.atomic import atomic_path, write_text
 
 SPLITS = ("train", "dev", "test")
 

@@ -27,13 +27,13 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from extractors.atomic import write_text
 from fusion.checkpoint import LAST, MODEL, load_checkpoint, save_checkpoint
 from fusion.config import ModelConfig, TrainConfig
 from fusion.data import BalancedTopUp, batches, epoch_plan, load_meta, load_split, size, take
 from fusion.losses import MemoryQueue, total_loss
 from fusion.metrics import scores
 from fusion.model import MCNCL
-from mcncl.atomic import write_text
 
 # train_log.csv holds what training computes (the same on every rerun: it is tracked); the
 # seconds per epoch go to train_times.csv beside it, which nothing tracks

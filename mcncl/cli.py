@@ -18,8 +18,8 @@ from mcncl.ui import use_running_server
 go_offline()
 use_running_server()  # before Prefect is imported: flow runs go to `mcncl ui`'s server
 
+from extractors import atomic  # noqa: E402
 from extractors.corpora import KINDS, CorpusError, prepare_corpus  # noqa: E402
-from mcncl import atomic  # noqa: E402
 from mcncl.config import ConfigError, CorpusConfig, load_params  # noqa: E402
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -268,7 +268,7 @@ def predict_command(
 ) -> None:
     """The emotion distribution of one new clip, from the model trained on a corpus."""
     from extractors.text_finetune import FinetuneError, text_config_for
-    from fusion.predict import PredictError, predict_clip
+    from mcncl.predict import PredictError, predict_clip
 
     try:
         config = load_params(params)

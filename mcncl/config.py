@@ -11,6 +11,7 @@ from typing import Any, get_type_hints
 import yaml
 
 from extractors.configs import AcousticConfig, FacialConfig, FinetuneConfig, TextConfig
+from flows.config import ExtractConfig
 from fusion.config import CVConfig, ModelConfig, TensorConfig, TrainConfig
 
 
@@ -41,18 +42,6 @@ class DemoConfig:
     fps: int = 10
     width: int = 640
     height: int = 360
-
-
-@dataclass(frozen=True)
-class ExtractConfig:
-    """How every extraction stage runs (not what it computes: that is in its own section)."""
-
-    max_error_rate: float = 0.25  # the stage fails past this share of failed utterances
-    retries: int = 2  # retries of a failed shard (transient faults)
-    retry_delay_s: float = 1.0
-    runner: str = "local"  # local (threads) | dask
-    dask_address: str = ""  # dask: an existing scheduler, e.g. tcp://10.0.0.5:8786
-    cache_dir: str = "data/cache"  # per-utterance results, keyed by input, config and version
 
 
 @dataclass(frozen=True)

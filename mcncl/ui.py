@@ -17,7 +17,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from mcncl import atomic
+from extractors import atomic
 
 
 class UiError(RuntimeError):

@@ -17,8 +17,8 @@ import pytest
 
 import flows.extract
 from extractors.acoustic import AcousticConfig
+from flows.config import ExtractConfig
 from flows.extract import TooManyErrors, run_extraction
-from mcncl.config import ExtractConfig
 from tests.media import make_speech, make_speech_corpus
 
 BAD = {"zero.mp4": b"", "text.mp4": b"this is not a video"}
@@ -60,8 +60,8 @@ def test_adding_one_clip_computes_one_and_config_change_recomputes(corpus: Path,
     make_speech(root / "clips" / "new.wav", "A brand new clip arrives.")
     with open(root / "corpus.csv", "a", encoding="utf-8") as fh:
         fh.write("new,A brand new clip arrives.,a,dev,clips/new.wav\n")
+    from extractors.atomic import write_parquet
     from extractors.corpora.csv_corpus import prepare_csv
-    from mcncl.atomic import write_parquet
 
     write_parquet(prepare_csv(root / "corpus.csv", name="speech")[0], corpus)
     again = run(corpus, tmp_path)

@@ -21,9 +21,9 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from extractors.atomic import write_parquet
 from extractors.corpora.csv_corpus import prepare_csv
 from fusion.checkpoint import load_checkpoint
-from mcncl.atomic import write_parquet
 from mcncl.demo import feat_data_dir
 from tests.media import make_speech_corpus
 from tests.project import prefect_ui, run_in

@@ -15,10 +15,10 @@ from safetensors.numpy import load_file
 from extractors.acoustic import AcousticConfig
 from extractors.base import Failure, UtteranceInput
 from extractors.registry import make_extractor
+from flows.config import ExtractConfig
 from flows.extract import run_extraction
 from fusion.config import TensorConfig
 from fusion.tensors import build_tensors
-from mcncl.config import ExtractConfig
 from tests.media import make_speech, make_speech_corpus, make_wav
 from tests.tiny_models import tiny_speech_encoder
 

@@ -8,10 +8,10 @@ import pyarrow.compute as pc
 import pytest
 
 from extractors.acoustic import AcousticConfig
+from extractors.atomic import write_parquet
 from extractors.corpora.ravdess import prepare_ravdess
+from flows.config import ExtractConfig
 from flows.extract import run_extraction
-from mcncl.atomic import write_parquet
-from mcncl.config import ExtractConfig
 from tests.conftest import SHARED_DATA
 
 pytestmark = pytest.mark.realdata

@@ -6,11 +6,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from extractors.atomic import write_parquet
 from extractors.corpora.ravdess import prepare_ravdess
 from extractors.facial import AUS, FacialConfig
+from flows.config import ExtractConfig
 from flows.extract import run_extraction
-from mcncl.atomic import write_parquet
-from mcncl.config import ExtractConfig
 from tests.conftest import SHARED_DATA
 from tests.face_scenes import (
     au_family_correlations,

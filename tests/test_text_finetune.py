@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from safetensors.torch import load_file, save_file
 
+from extractors.atomic import write_parquet
 from extractors.base import UtteranceInput
 from extractors.corpora import prepare_corpus
 from extractors.text import TextConfig, TextExtractor, model_input, previous_turns
@@ -24,9 +25,8 @@ from extractors.text_finetune import (
     read_card,
     text_config_for,
 )
+from flows.config import ExtractConfig
 from flows.extract import run_extraction
-from mcncl.atomic import write_parquet
-from mcncl.config import ExtractConfig
 from tests.media import make_speech_corpus
 from tests.tiny_models import tiny_bert
 

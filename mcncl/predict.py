@@ -15,6 +15,7 @@ from pathlib import Path
 import pyarrow as pa
 import torch
 
+from extractors.atomic import write_parquet
 from extractors.base import Failure, UtteranceInput, schema_metadata
 from extractors.registry import make_extractor
 from flows.cache import one_row_table
@@ -24,7 +25,6 @@ from fusion.data import load_split
 from fusion.evaluate import load_model
 from fusion.tensors import build_tensors
 from fusion.train import predict
-from mcncl.atomic import write_parquet
 
 EXTRACTORS = {"text": "text", "audio": "acoustic", "visual": "facial"}  # model input → stage
 UTTERANCE = "predict/clip"
