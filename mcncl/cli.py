@@ -227,10 +227,11 @@ def train(
 
     try:
         config, _, _, tensor_dir, model_dir = _stage_paths(params, corpus)
-        settings = replace(config.train, seeds=seeds) if seeds else config.train
+        settings = replace(config.train_for(corpus), seeds=seeds) if seeds else \
+            config.train_for(corpus)
         result = run_stage(
             "train", model_dir.name,
-            lambda: train_seeds(tensor_dir, model_dir, config.model, settings, resume,
+            lambda: train_seeds(tensor_dir, model_dir, config.model_for(corpus), settings, resume,
                                 echo=console.print),
             lambda r: [{"best dev weighted-F1": r["best_dev_weighted_f1"],
                         "epochs": r["epochs"]}])
@@ -390,7 +391,8 @@ def ablations(corpus: str = CORPUS, params: Path = PARAMS, run: bool = typer.Opt
         return
     try:
         config, _, _, tensor_dir, _ = _stage_paths(params, corpus)
-        rows = run_all(tensor_dir, config.model, config.train, echo=console.print)
+        rows = run_all(tensor_dir, config.model_for(corpus), config.train_for(corpus),
+                       echo=console.print)
     except (ConfigError, OSError, ValueError) as exc:
         fail(str(exc))
     table = Table(title=f"ablations on {tensor_dir} (dev)")
@@ -413,8 +415,8 @@ def cv(corpus: str = CORPUS, params: Path = PARAMS, folds: int = typer.Option(
         if not manifest.is_file():
             fail(f"{manifest}: manifest not found; run `mcncl manifest` (or `dvc repro manifest`).")
         out = Path(config.cv.out) / manifest.stem
-        summary = run_cv(manifest, features, out, config.tensors, config.model, config.train,
-                         folds or config.cv.folds, echo=console.print)
+        summary = run_cv(manifest, features, out, config.tensors, config.model_for(corpus),
+                         config.train_for(corpus), folds or config.cv.folds, echo=console.print)
     except (ConfigError, OSError, ValueError) as exc:
         fail(str(exc))
     console.print(f"{summary['folds']}-fold speaker-independent CV: weighted-F1 "

@@ -32,6 +32,8 @@ class CorpusConfig:
     dev_actors: tuple[int, ...] = (11, 12)  # ravdess
     test_actors: tuple[int, ...] = (23, 24)  # ravdess
     labels: tuple[str, ...] = ()  # csv: the label set (empty: the labels found)
+    model: ModelConfig | None = None  # corpora.<name>.model, merged over the model section
+    train: TrainConfig | None = None  # corpora.<name>.train, merged over the train section
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,14 @@ class Params:
                               f"there or use one of {', '.join(self.corpora)}.")
         return self.corpora[name]
 
+    def model_for(self, name: str = "") -> ModelConfig:
+        """The model settings of corpus ``name``: its own overrides over ``model``."""
+        return self.corpus(name).model or self.model
+
+    def train_for(self, name: str = "") -> TrainConfig:
+        """The training settings of corpus ``name``: its own overrides over ``train``."""
+        return self.corpus(name).train or self.train
+
 
 def load_params(path: str | Path = "params.yaml") -> Params:
     """Read ``path`` into :class:`Params`; absent sections and keys take their defaults."""
@@ -83,22 +93,41 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         hint = " (a corpus now goes under corpora: <name>:)" if "corpus" in unknown else ""
         raise ConfigError(f"{path}: unknown section(s) {', '.join(sorted(unknown))}{hint}; "
                           f"valid sections are {', '.join(names)}.")
-    sections: dict[str, Any] = {"corpora": _corpora(raw.get("corpora"), path)}
+    sections: dict[str, Any] = {}
     for f in dataclasses.fields(Params)[1:]:
         section_type = get_type_hints(Params)[f.name]
         sections[f.name] = _build(section_type, raw.get(f.name) or {}, f"{path}: {f.name}")
+    sections["corpora"] = _corpora(raw.get("corpora"), path, sections)
     return Params(**sections)
 
 
-def _corpora(raw: Any, path: Path) -> dict[str, CorpusConfig]:
-    """``corpora``: corpus name → its settings; every one gets its own pipeline in dvc.yaml."""
+def _corpora(raw: Any, path: Path, sections: dict[str, Any]) -> dict[str, CorpusConfig]:
+    """``corpora``: corpus name → its settings; every one gets its own pipeline in dvc.yaml.
+
+    A corpus's ``model`` and ``train`` keys override those sections for that corpus only
+    (MELD text-only beside RAVDESS audio-only in one params.yaml)."""
     if raw is None:
         return Params().corpora
     if not isinstance(raw, dict) or not raw:
         raise ConfigError(f"{path}: corpora must map corpus names to their settings, e.g. "
                           "corpora: {demo: {kind: meld, root: data/demo}}; fix it.")
-    return {str(name): _build(CorpusConfig, {**(values or {}), "name": str(name)},
-                              f"{path}: corpora.{name}") for name, values in raw.items()}
+    corpora = {}
+    for name, values in raw.items():
+        values, where = dict(values or {}), f"{path}: corpora.{name}"
+        for key, example in (("model", "modalities: [text]"), ("train", "epochs: 10")):
+            if key in values and not isinstance(values[key], dict):
+                raise ConfigError(f"{where}.{key} must map {key} settings to values, e.g. "
+                                  f"{key}: {{{example}}}; fix it.")
+        merged = {key: _build(type(sections[key]), {**_plain(sections[key]), **values.pop(key)},
+                              f"{where}.{key}")
+                  for key in ("model", "train") if key in values}
+        corpus = _build(CorpusConfig, {**values, "name": str(name)}, where)
+        corpora[str(name)] = dataclasses.replace(corpus, **merged)
+    return corpora
+
+
+def _plain(config: Any) -> dict[str, Any]:
+    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
 
 
 def _build(cls: type, values: dict[str, Any], where: str) -> Any:

@@ -29,6 +29,19 @@ def test_params_override_and_convert(tmp_path: Path):
         params.corpus("ravdess")
 
 
+def test_a_corpus_overrides_model_and_train_for_itself_only(tmp_path: Path):
+    path = tmp_path / "params.yaml"
+    path.write_text("corpora:\n  meld: {kind: meld, model: {modalities: [text], context: true}, "
+                    "train: {epochs: 5}}\n  ravdess: {kind: ravdess}\n"
+                    "model: {d_model: 64}\ntrain: {lr: 0.001}\n")
+    params = load_params(path)
+    meld, ravdess = (params.model_for(n) for n in ("meld", "ravdess"))
+    assert (meld.modalities, meld.context, meld.d_model) == (("text",), True, 64)  # merged
+    assert (ravdess.modalities, ravdess.d_model) == (("text", "audio", "visual"), 64)
+    assert (params.train_for("meld").epochs, params.train_for("meld").lr) == (5, 0.001)
+    assert params.train_for("ravdess") == params.train
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -39,6 +52,10 @@ def test_params_override_and_convert(tmp_path: Path):
         ("corpus:\n  kind: meld\n", r"unknown section\(s\) corpus \(a corpus now goes under "
          r"corpora: <name>:\); valid sections are corpora, demo"),
         ("corpora: [\n", "not valid YAML"),
+        ("corpora:\n  m: {model: {colour: red}}\n",
+         r"corpora.m.model: unknown key\(s\) colour; valid keys are modalities"),
+        ("corpora:\n  m: {train: fast}\n",
+         r"corpora.m.train must map train settings to values, e.g. train: \{epochs: 10\}"),
     ],
 )
 def test_params_errors(tmp_path: Path, text, message):

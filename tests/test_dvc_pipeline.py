@@ -20,6 +20,7 @@ import duckdb
 import pytest
 import yaml
 
+from fusion.checkpoint import load_checkpoint
 from tests.project import (
     api,
     commit,
@@ -179,11 +180,16 @@ def test_dvc_exp_run_with_a_changed_setting_and_exp_show(project: Path):
 def test_second_corpus_runs_side_by_side_and_reuses_cached_features(project: Path):
     params = project / "params.yaml"
     params.write_text(params.read_text().replace(
-        "\ndemo:\n", "  again:\n    kind: meld\n    root: data/demo\n\ndemo:\n", 1))
+        "\ndemo:\n", "  again:\n    kind: meld\n    root: data/demo\n"
+        "    model: {modalities: [text], d_model: 32}\n\ndemo:\n", 1))  # its own model
     cache_entries = len(list((project / "data" / "cache").rglob("*.arrow")))
     result = run_in(project, "dvc", "repro")
     assert result.returncode == 0, result.stderr
     assert stages_run(result) == {f"{s}@again" for s in STAGES}  # the demo's results stand
+    configs = {name: load_checkpoint(project / f"data/models/{name}/model.safetensors")[
+        "model_config"] for name in ("demo", "again")}
+    assert (configs["again"]["modalities"], configs["again"]["d_model"]) == (["text"], 32)
+    assert configs["demo"]["modalities"] == ["text", "audio", "visual"]
     # the same clips and texts: every feature comes from the per-utterance cache
     assert len(list((project / "data" / "cache").rglob("*.arrow"))) == cache_entries
     query = run_in(project, "mcncl", "query", "select count(*) as n from again.facial")
