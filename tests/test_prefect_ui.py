@@ -16,10 +16,10 @@ from tests.test_meld import row, write_csv
 
 
 @pytest.fixture()
-def env(tmp_path: Path) -> dict:
-    """A fresh Prefect home (its own database) and no API URL: what `mcncl ui` must set up."""
+def env(prefect_home: Path) -> dict:
+    """A Prefect home of its own (its own database) and no API URL: what `mcncl ui` must set up."""
     clean = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
-    return {**clean, "PREFECT_HOME": str(tmp_path / "prefect-home"),
+    return {**clean, "PREFECT_HOME": str(prefect_home),
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
 
 
@@ -58,7 +58,7 @@ def test_ui_server_receives_a_stage_run_with_tags_task_runs_and_artifact(env, tm
     with pytest.raises(OSError):
         urllib.request.urlopen(f"{url}/api/health", timeout=2)
     again = mcncl(env, tmp_path, "ui", "--stop")
-    assert "No server started by `mcncl ui` is running." in again.stderr
+    assert "No shared Prefect server is running." in again.stderr
 
 
 def test_pipeline_served_as_a_deployment_runs_when_triggered(env, tmp_path):

@@ -1,0 +1,16 @@
+"""A command imports only what it uses: the CLI and the config load no extractor or model."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+HEAVY = ("opensmile", "torch", "mediapipe", "sentence_transformers", "prefect")
+
+
+def test_cli_and_config_import_no_extractor_model_or_prefect_library():
+    code = ("import sys, mcncl.cli, mcncl.config; mcncl.config.load_params(); "
+            f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
