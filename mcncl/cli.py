@@ -379,7 +379,8 @@ def query(
     sql: str = typer.Argument("", help="SQL over the views manifest, acoustic, facial, text, "
                               "errors, predictions (and <corpus>.<view>)."),
     output: str = typer.Option("table", "--format", help="table, csv or parquet."),
-    out: Path = typer.Option(None, help="Write the result here (csv or parquet)."),
+    out: Path = typer.Option(None, help="Write the result here (parquet needs it; csv "
+                             "without it goes to standard output)."),
     init_file: Path = typer.Option(None, help="Write the view definitions as a SQL file "
                                    "for the duckdb CLI (`duckdb -init FILE`)."),
     shell: bool = typer.Option(False, help="An interactive SQL prompt over the views."),
@@ -411,10 +412,17 @@ def query(
         relation = con.sql(sql)
         if output == "table":
             typer.echo(str(relation))  # DuckDB's own box rendering, to stdout
+        elif output == "csv" and out is None:  # to standard output, so it pipes
+            import csv
+
+            writer = csv.writer(sys.stdout, lineterminator="\n")
+            writer.writerow(relation.columns)
+            writer.writerows(relation.fetchall())
+        elif output == "parquet" and out is None:
+            fail("--format parquet writes a file: give --out FILE.parquet.")
         elif output in ("csv", "parquet"):
-            target = out or Path(f"query.{output}")
-            relation.to_csv(str(target)) if output == "csv" else relation.to_parquet(str(target))
-            console.print(f"{target} written")
+            relation.to_csv(str(out)) if output == "csv" else relation.to_parquet(str(out))
+            console.print(f"{out} written")
         else:
             fail(f"--format {output!r} is unknown; use table, csv or parquet.")
     except duckdb.Error as exc:

@@ -59,6 +59,11 @@ def test_query_command_formats_and_errors(tmp_path: Path):
               "--out", "ids.csv")
     assert csv.returncode == 0
     assert (tmp_path / "ids.csv").read_text().split() == ["utterance_id", "a", "b"]
+    piped = run(tmp_path, "select utterance_id from manifest order by 1", "--format", "csv")
+    assert piped.returncode == 0 and piped.stdout.split() == ["utterance_id", "a", "b"]
+    assert not (tmp_path / "query.csv").exists()  # nothing written beside the user's files
+    parquet = run(tmp_path, "select 1", "--format", "parquet")
+    assert parquet.returncode == 2 and "give --out FILE.parquet" in parquet.stderr
     init = run(tmp_path, "--init-file", "views.sql")
     assert "create or replace view main.manifest" in (tmp_path / "views.sql").read_text()
     assert init.returncode == 0
