@@ -10,13 +10,12 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import torch
-from sklearn.metrics import f1_score
 
 from extractors.atomic import atomic_path, write_parquet, write_text
 from fusion.checkpoint import MODEL, load_checkpoint
 from fusion.config import ModelConfig
 from fusion.data import load_meta, load_split, size
-from fusion.metrics import scores
+from fusion.metrics import scores, weighted_f1
 from fusion.train import build_model, predict
 
 
@@ -80,13 +79,12 @@ def _seeds(tensor_dir: Path, model_dir: Path, split: str) -> dict:
     """Every seed's dev and ``split`` weighted-F1, their mean and std, and the best-dev seed."""
     runs = json.loads((model_dir / "seeds.json").read_text(encoding="utf-8"))
     data = load_split(tensor_dir, split, torch.device("cpu"))
-    dev, scored = [], []
+    dev, scored, n_classes = [], [], len(load_meta(tensor_dir)["labels"])
     for run in runs["runs"]:
         model, _ = load_model(model_dir / "seeds" / str(run["seed"]))
         probs, labels = predict(model, data, 128)
         dev.append(run["best_dev_weighted_f1"])
-        scored.append(float(f1_score(labels, probs.argmax(1), average="weighted",
-                                     zero_division=0)))
+        scored.append(weighted_f1(labels, probs.argmax(1), n_classes))
     return {"n": len(runs["runs"]), "best_dev_seed": runs["best_seed"],
             "values": {"seed": [r["seed"] for r in runs["runs"]], "dev_weighted_f1": dev,
                        f"{split}_weighted_f1": scored},

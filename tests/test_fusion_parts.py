@@ -16,6 +16,7 @@ from fusion.config import ModelConfig, TensorConfig, TrainConfig
 from fusion.cv import fold_manifest, speaker_folds
 from fusion.data import BalancedTopUp, epoch_plan, load_split
 from fusion.losses import MemoryQueue, contrastive_loss, total_loss
+from fusion.metrics import scores
 from fusion.model import DialogueContext
 from fusion.tensors import build_tensors, speaker_in_dialogue
 from fusion.train import lr_factor, train
@@ -83,6 +84,26 @@ def test_speaker_codes_are_indices_within_each_dialogue():
                                 ["Ross", "Monica", "Ross", "Ross", "Joey", "Chandler"])
     # d1 in turn order: Monica 0, Ross 1, Ross 1, Chandler 2; d2: Joey 0, Ross 1
     assert codes.tolist() == [1, 0, 1, 1, 0, 2]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_scores_equal_scikit_learns(seed: int):
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+
+    rng = np.random.default_rng(seed)
+    labels, predicted = rng.integers(0, 5, 200), rng.integers(0, 6, 200)  # class 6 never true
+    predicted[predicted == 3] = 0  # class 3 never guessed
+    names = [str(i) for i in range(7)]
+    mine = scores(labels, predicted, names)
+    present = sorted(set(labels) | set(predicted))
+    assert mine["weighted_f1"] == pytest.approx(f1_score(labels, predicted, average="weighted",
+                                                         zero_division=0))
+    assert mine["macro_f1"] == pytest.approx(f1_score(labels, predicted, labels=present,
+                                                      average="macro", zero_division=0))
+    assert mine["accuracy"] == pytest.approx(accuracy_score(labels, predicted))
+    assert list(mine["per_class_f1"].values()) == pytest.approx(list(f1_score(
+        labels, predicted, labels=present, average=None, zero_division=0)))
+    assert mine["confusion"] == confusion_matrix(labels, predicted, labels=range(7)).tolist()
 
 
 def test_dialogue_context_runs_under_bfloat16_autocast():
