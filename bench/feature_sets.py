@@ -3,7 +3,7 @@
     python bench/feature_sets.py [--sets eGeMAPSv02,ComParE_2016] [--seeds 13,14,15] [--epochs N]
 
 For each set: the real extraction flow (cached under ``data/cache``), a standardised logistic
-regression on the functionals, and MCN-CL with ``model.modalities: [audio]`` trained on train
+regression on the functionals, and MCN-CL with ``model.modalities: [acoustic]`` trained on train
 and selected on dev, dev weighted-F1 and accuracy as medians over the seeds. The default in
 ``params.yaml`` is whichever set scores better here.
 """
@@ -49,7 +49,7 @@ def main() -> None:
     manifest = work / "ravdess.parquet"
     write_parquet(table, manifest)
     extract = replace(params.extract, cache_dir=str(REPO / "data" / "cache"))
-    model = replace(params.model, modalities=("audio",))
+    model = replace(params.model, modalities=("acoustic",))
     rows = []
     for name in args.sets.split(","):
         features = work / name

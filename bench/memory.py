@@ -27,9 +27,8 @@ sys.path.insert(0, str(REPO))
 from extractors.atomic import write_parquet  # noqa: E402
 from extractors.corpora import prepare_corpus  # noqa: E402
 from extractors.corpora.csv_corpus import prepare_csv  # noqa: E402
+from extractors.corpora.demo import DemoConfig, build_demo  # noqa: E402
 from extractors.registry import MODALITIES  # noqa: E402
-from mcncl.config import DemoConfig  # noqa: E402
-from mcncl.demo import build_demo  # noqa: E402
 from tests.project import prefect_ui  # noqa: E402
 
 

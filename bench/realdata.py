@@ -9,10 +9,12 @@ regression (the reference: dev weighted-F1 50.4) versus MCN-CL on the token embe
 ``model.modalities: [text]``, trained on train, selected and reported on dev (the MELD test
 split is not here, and nothing is tuned on a test split).
 ravdess-audio: RAVDESS speech; eGeMAPSv02 functionals + standardised logistic regression
-versus MCN-CL with ``model.modalities: [audio]``: actors 01-10 train, 11-12 dev, or with
+versus MCN-CL with ``model.modalities: [acoustic]``: actors 01-10 train, 11-12 dev, or with
 ``--cv K`` the speaker-independent K-fold cross-validation of ``fusion/cv.py`` (fold k tests,
 fold k + 1 selects), the regression on the same folds and the same (speaker or train)
 normalisation, both with ``tensors.speaker_norm`` none and speaker.
+``--set acoustic.feature_set=ComParE_2016`` (a setting of the task's extractor) extracts
+again into a feature folder of its own.
 Each configuration (``CONFIGS``: named params overrides, applied on top of params.yaml and
 then ``--set``) runs ``--seeds`` seeds; the table gives each seed's score and the median.
 Features go through the real flows (cached under data/cache), the model through the real
@@ -62,15 +64,13 @@ SHARED = REPO.parent / "shared" / "data"
 class Task:
     kind: str  # corpus adapter
     root: Path  # corpus folder
-    extractor: str  # the extraction stage whose features the model reads
+    modality: str  # the extraction stage whose features the model reads (its one input)
     column: str  # that table's pooled column the logistic regression reads
-    modality: str  # the model's input
 
 
 TASKS = {
-    "meld-text": Task("meld", SHARED / "meld", "text", "embedding", "text"),
-    "ravdess-audio": Task("ravdess", SHARED / "ravdess_speech", "acoustic", "functionals",
-                          "audio"),
+    "meld-text": Task("meld", SHARED / "meld", "text", "embedding"),
+    "ravdess-audio": Task("ravdess", SHARED / "ravdess_speech", "acoustic", "functionals"),
 }
 CONTRASTIVE = {"train.contrastive_weight": 0.1, "train.temperature": 0.1}  # tuned on dev
 CONFIGS: dict[str, dict[str, object]] = {  # name: params overrides
@@ -88,25 +88,34 @@ CONFIGS: dict[str, dict[str, object]] = {  # name: params overrides
 }
 
 
-def prepare(task: str, params: Params, work: Path, in_process: bool = False
-            ) -> tuple[Path, Path]:
-    """The task's manifest and feature folder (extracted once; the cache makes reruns quick)."""
+def prepare(task: str, params: Params, work: Path, in_process: bool = False,
+            sets: dict | None = None) -> tuple[Path, Path]:
+    """The task's manifest and feature folder (extracted once; the cache makes reruns quick).
+
+    ``sets`` keys of the task's extraction section (``acoustic.feature_set``) change what is
+    extracted; each such setting gets a feature folder of its own."""
     spec = TASKS[task]
-    manifest, features = work / f"{task}.parquet", work / task
-    if not (features / f"{spec.extractor}.parquet").is_file():
+    mine = {k: v for k, v in (sets or {}).items() if k.startswith(f"{spec.modality}.")}
+    config = with_overrides(mine, **{spec.modality: getattr(params, spec.modality)})
+    tag = "".join(f"-{k.split('.')[1]}={v}" for k, v in sorted(mine.items()))
+    manifest, features = work / f"{task}.parquet", work / f"{task}{tag}"
+    if not (features / f"{spec.modality}.parquet").is_file():
         table, _ = prepare_corpus(spec.kind, spec.root, name=task.split("-")[0],
                                   dev_actors=(11, 12))
         write_parquet(table, manifest)
         if in_process:
-            extract_in_process(spec.extractor, manifest, features,
-                               getattr(params, spec.extractor))
+            extract_in_process(spec.modality, manifest, features, config[spec.modality])
         else:
             from flows.extract import run_extraction
 
             extract = replace(params.extract, cache_dir=str(REPO / "data" / "cache"))
-            run_extraction(spec.extractor, manifest, features, extract,
-                           getattr(params, spec.extractor))
+            run_extraction(spec.modality, manifest, features, extract, config[spec.modality])
     return manifest, features
+
+
+def model_sets(task: str, sets: dict) -> dict:
+    """``sets`` without the task's extraction settings (those went to :func:`prepare`)."""
+    return {k: v for k, v in sets.items() if not k.startswith(f"{TASKS[task].modality}.")}
 
 
 def sections(params: Params, task: str, overrides: dict) -> dict:
@@ -141,9 +150,10 @@ def run_dev(task: str, names: list[str], sets: dict, seeds: int, epochs: int | N
             work: Path, jobs: int = 1, in_process: bool = False) -> None:
     """Train/dev: the baseline, then each configuration's dev weighted-F1 per seed."""
     params = load_params(REPO / "params.yaml")
-    manifest, features = prepare(task, params, work, in_process)
+    manifest, features = prepare(task, params, work, in_process, sets)
+    sets = model_sets(task, sets)
     spec = TASKS[task]
-    base_f1, _ = baseline(manifest, features / f"{spec.extractor}.parquet", spec.column)
+    base_f1, _ = baseline(manifest, features / f"{spec.modality}.parquet", spec.column)
     print(f"| {task} | logistic regression | {100 * base_f1:.1f} | {100 * base_f1:.1f} |",
           flush=True)
     calls = []
@@ -190,13 +200,14 @@ def run_folds(task: str, names: list[str], sets: dict, k: int, epochs: int | Non
               work: Path, norms: tuple[str, ...] = ("none", "speaker")) -> None:
     """Speaker-independent CV of each configuration, without and with speaker norm."""
     params = load_params(REPO / "params.yaml")
-    manifest, features = prepare(task, params, work)
+    manifest, features = prepare(task, params, work, sets=sets)
+    tag = "-".join(f"{k}={v}" for k, v in sets.items() if k != "train.num_threads")
+    sets = model_sets(task, sets)
     for norm in norms:
         for name in names:
             chosen = sections(params, task, {"tensors.speaker_norm": norm, **CONFIGS[name],
                                              **sets})
             config = replace(chosen["train"], epochs=epochs or chosen["train"].epochs)
-            tag = "-".join(f"{k}={v}" for k, v in sets.items() if k != "train.num_threads")
             out = work / f"cv-{task}-{norm}-{name}{'-' + tag if tag else ''}"
             summary = run_cv(manifest, features, out, chosen["tensors"], chosen["model"],
                              config, k, echo=lambda *_: None)

@@ -14,11 +14,9 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from extractors.base import Failure, schema_metadata
 from extractors.inputs import read_inputs
 from extractors.registry import make_extractor
-from flows.cache import one_row_table
-from flows.tables import write_error_table, write_feature_table
+from flows.tables import write_stage_tables
 
 CHUNK = 1024  # utterances per extractor call
 
@@ -30,14 +28,8 @@ def extract_in_process(modality: str, manifest: Path, out_dir: Path, config: Any
     results = []
     for i in range(0, len(utts), CHUNK):
         results += extractor.extract(utts[i:i + CHUNK])
-    schema = extractor.schema.with_metadata(schema_metadata(extractor))
-    rows = [(u.utterance_id, one_row_table(r, extractor.schema))
-            for u, r in zip(utts, results, strict=True) if not isinstance(r, Failure)]
-    errors = [{"utterance_id": u.utterance_id, "stage": modality, "kind": r.kind,
-               "message": r.message}
-              for u, r in zip(utts, results, strict=True) if isinstance(r, Failure)]
-    write_feature_table(rows, schema, out_dir / f"{modality}.parquet")
-    write_error_table(errors, out_dir / "errors" / f"{modality}.parquet")
+    ids = [utt.utterance_id for utt in utts]
+    *_, errors = write_stage_tables(zip(ids, results, strict=True), extractor, out_dir)
     return len(errors)
 
 

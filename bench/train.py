@@ -3,7 +3,7 @@
     python bench/train.py [--utterances 10000] [--epochs 2] [--device auto]
                           [--configs full,context] [--threads 0]
 
-MELD-sized random data (10k train utterances; 40 text tokens x 384, 100 audio frames x 25
+MELD-sized random data (10k train utterances; 40 text tokens x 384, 100 acoustic frames x 25
 plus 88 functionals, 50 AU frames x 17; a fifth of each modality missing) is written as a
 tensor cache. "Real loop": ``fusion.train.train`` (batching, losses, clipping, schedule,
 dev evaluation of a twentieth as many utterances (500), checkpointing), seconds per epoch
@@ -34,7 +34,7 @@ from fusion.data import batches, load_split  # noqa: E402
 from fusion.losses import total_loss  # noqa: E402
 from fusion.train import build_model, pick_device, train  # noqa: E402
 
-SHAPES = {"text": (40, 384), "audio": (100, 25), "visual": (50, 17)}
+SHAPES = {"text": (40, 384), "acoustic": (100, 25), "facial": (50, 17)}
 LABELS = ["neutral", "joy", "surprise", "anger", "sadness", "disgust", "fear"]
 
 

@@ -31,18 +31,14 @@ from extractors.base import (
     UtteranceInput,
     config_hash,
     model_files_signature,
-    schema_metadata,
 )
 from extractors.inputs import read_inputs
 from extractors.registry import make_extractor
 from flows.cache import ResultCache, cache_key
 from flows.config import ExtractConfig
+from flows.errors import TooManyErrors
 from flows.runners import make_task_runner, worker_count
-from flows.tables import write_error_table, write_feature_table
-
-
-class TooManyErrors(RuntimeError):
-    """More utterances failed than ``extract.max_error_rate`` allows."""
+from flows.tables import write_stage_tables
 
 
 @dataclass
@@ -180,7 +176,6 @@ def _write_outputs(
     cache: ResultCache, extractor: Extractor, out_dir: Path, summary: Summary,
 ) -> list[dict]:
     """Stream every utterance's result from the cache into the two tables; return the errors."""
-    errors: list[dict] = []
 
     def result_of(key: str | Failure) -> pa.Table | Failure:
         if isinstance(key, Failure):
@@ -188,20 +183,9 @@ def _write_outputs(
         result = uncached.get(key) or cache.get(key)
         return result or Failure("internal", "the cached result is unreadable; rerun the stage.")
 
-    def feature_rows():
-        for utt in utts:
-            result = result_of(keys[utt.utterance_id])
-            if isinstance(result, pa.Table):
-                yield utt.utterance_id, result
-            else:
-                errors.append({"utterance_id": utt.utterance_id, "stage": extractor.modality,
-                               "kind": result.kind, "message": result.message})
-
-    schema = extractor.schema.with_metadata(schema_metadata(extractor))
-    features = out_dir / f"{extractor.modality}.parquet"
-    error_file = out_dir / "errors" / f"{extractor.modality}.parquet"
-    write_feature_table(feature_rows(), schema, features)
-    write_error_table(errors, error_file)
+    features, error_file, errors = write_stage_tables(
+        ((utt.utterance_id, result_of(keys[utt.utterance_id])) for utt in utts), extractor,
+        out_dir)
     summary.failed = len(errors)
     summary.kinds = {}
     for e in errors:

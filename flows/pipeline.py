@@ -18,9 +18,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 
-
-class PipelineFailed(RuntimeError):
-    """A stage's ``dvc repro`` failed."""
+from flows.errors import PipelineFailed
 
 
 def stage_names(dvc_yaml: Path = Path("dvc.yaml")) -> list[str]:

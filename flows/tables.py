@@ -9,10 +9,39 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from extractors.atomic import atomic_path
+from extractors.base import Extractor, Failure, schema_metadata
+from flows.cache import one_row_table
 
 ERROR_SCHEMA = pa.schema([("utterance_id", pa.string()), ("stage", pa.string()),
                           ("kind", pa.string()), ("message", pa.string())])
 ROWS_PER_GROUP = 256
+
+
+def write_stage_tables(
+    results: Iterable[tuple[str, pa.Table | dict | Failure]], extractor: Extractor, out_dir: Path
+) -> tuple[Path, Path, list[dict]]:
+    """The two tables of one extraction stage from ``(utterance_id, result)`` pairs, streamed:
+    ``<out_dir>/<modality>.parquet`` with the features (a one-row table or the extractor's
+    dict) and ``<out_dir>/errors/<modality>.parquet`` with the failures. Returns both paths
+    and the error rows."""
+    modality, errors = extractor.modality, []
+
+    def feature_rows():
+        for utterance_id, result in results:
+            if isinstance(result, Failure):
+                errors.append({"utterance_id": utterance_id, "stage": modality,
+                               "kind": result.kind, "message": result.message})
+            elif isinstance(result, pa.Table):
+                yield utterance_id, result
+            else:
+                yield utterance_id, one_row_table(result, extractor.schema)
+
+    features = out_dir / f"{modality}.parquet"
+    error_table = out_dir / "errors" / f"{modality}.parquet"
+    schema = extractor.schema.with_metadata(schema_metadata(extractor))
+    write_feature_table(feature_rows(), schema, features)
+    write_error_table(errors, error_table)
+    return features, error_table, errors
 
 
 def write_feature_table(

@@ -18,8 +18,8 @@ from fusion.train import train
 ABLATIONS: dict[str, dict[str, object]] = {
     "full": {},
     "text-only": {"model.modalities": ["text"]},
-    "audio-only": {"model.modalities": ["audio"]},
-    "visual-only": {"model.modalities": ["visual"]},
+    "acoustic-only": {"model.modalities": ["acoustic"]},
+    "facial-only": {"model.modalities": ["facial"]},
     "concat-fusion": {"model.fusion": "concat"},
     "contrastive": {"train.contrastive_weight": 0.1, "train.hard_negatives": "none"},
     "contrastive-hard-negatives": {"train.contrastive_weight": 0.1,

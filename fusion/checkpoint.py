@@ -5,7 +5,8 @@ JSON and nothing else. Any nested structure of dicts, lists, numbers, strings an
 round-trips (a model's state dict, an optimiser's, random-number states, the training state).
 The pickled ``model.pt`` of earlier versions is never unpickled by training or evaluation;
 ``python -m fusion.checkpoint <model.pt>`` converts one with torch's restricted (weights-only)
-unpickler, which refuses anything but tensors and plain containers.
+unpickler, which refuses anything but tensors and plain containers. A checkpoint from before
+the modalities were renamed (audio → acoustic, visual → facial) is read in today's names.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from extractors.atomic import atomic_path
+from fusion.config import RENAMED, renamed
 
 MODEL = "model.safetensors"  # the best epoch: weights, configs, labels, statistics, dev scores
 LAST = "last.safetensors"  # the last finished epoch, for --resume (scratch, git-ignored)
@@ -57,7 +59,7 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str,
     except (SafetensorError, KeyError, ValueError) as exc:
         raise CheckpointError(f"{path}: not a checkpoint this version wrote ({exc}); "
                               "retrain to replace it.") from exc
-    return _join(layout, tensors)
+    return _current_names(_join(layout, tensors))
 
 
 def convert_pickle(old: Path) -> Path:
@@ -70,6 +72,25 @@ def convert_pickle(old: Path) -> Path:
     new = Path(old).with_name(MODEL)
     save_checkpoint(saved, new)
     return new
+
+
+def _current_names(saved: Any) -> Any:
+    """A training checkpoint with its modalities named as today (``fusion.config.RENAMED``):
+    the model's settings, the tensor metadata, the weights (``model.safetensors``'s state_dict,
+    ``last.safetensors``'s model) and the contrastive queue; anything else as it is."""
+    if not isinstance(saved, dict):
+        return saved
+    meta, queue = saved.get("meta") or {}, saved.get("queue") or {}
+    keyed = [(saved, "state_dict"), (saved, "model"), (meta, "dims"), (meta, "normalisation"),
+             (meta, "tensors"), (queue, "views"), (queue, "labels")]
+    for part, name in keyed:
+        if isinstance(part.get(name), dict):
+            part[name] = {renamed(k): v for k, v in part[name].items()}
+    for part, name in ((saved.get("model_config") or {}, "modalities"),
+                       (meta.get("tensors") or {}, "standardise")):
+        if isinstance(part.get(name), list):
+            part[name] = [RENAMED.get(m, m) for m in part[name]]
+    return saved
 
 
 def _split(obj: Any, name: str, tensors: dict[str, torch.Tensor]) -> Any:

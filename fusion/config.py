@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
-MODALITIES = ("text", "audio", "visual")
+# The model's streams, in its order; the same modalities as extractors/registry.py's (their
+# feature tables' names), which tests/test_config.py checks.
+MODALITIES = ("text", "acoustic", "facial")
+RENAMED = {"audio": "acoustic", "visual": "facial"}  # earlier names: old params, checkpoints
+
+
+def renamed(name: str) -> str:
+    """``name`` in today's vocabulary: a modality (audio → acoustic), a setting or tensor
+    (max_visual_frames → max_facial_frames) or a weight (encoders.audio.project.weight)."""
+    return re.sub(rf"(?<![^._])({'|'.join(RENAMED)})(?![^._])", lambda m: RENAMED[m[1]], name)
 
 
 @dataclass(frozen=True)
 class TensorConfig:
     max_text_tokens: int = 40  # per-token embeddings kept per utterance
-    audio_rate_hz: float = 10.0  # openSMILE LLD frames are averaged down to this rate
-    max_audio_frames: int = 100  # 10 s at 10 Hz
-    max_visual_frames: int = 50  # 10 s at 5 fps
+    acoustic_rate_hz: float = 10.0  # openSMILE LLD frames are averaged down to this rate
+    max_acoustic_frames: int = 100  # 10 s at 10 Hz
+    max_facial_frames: int = 50  # 10 s at 5 fps
     dtype: str = "float16"  # storage precision of the feature tensors
-    standardise: tuple[str, ...] = ("audio",)  # modalities scaled by train mean and std
-    speaker_norm: str = "none"  # none | speaker: audio and visual scaled per speaker
+    standardise: tuple[str, ...] = ("acoustic",)  # modalities scaled by train mean and std
+    speaker_norm: str = "none"  # none | speaker: acoustic and facial scaled per speaker
     speaker_min_utterances: int = 8  # fewer: that speaker falls back to the train statistics
 
 
@@ -28,7 +38,7 @@ class ModelConfig:
     n_layers: int = 2
     ffn_mult: int = 2
     dropout: float = 0.2
-    pyramid_kernels: tuple[int, ...] = (3, 5, 7)  # visual temporal pyramid ("PSA")
+    pyramid_kernels: tuple[int, ...] = (3, 5, 7)  # facial temporal pyramid ("PSA")
     se_reduction: int = 4  # squeeze-and-excitation bottleneck over AU channels
     context: bool = False  # dialogue-context encoder over the utterances of a dialogue
     max_speakers: int = 16  # context: speakers per dialogue (index within it; beyond wraps)

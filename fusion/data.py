@@ -19,13 +19,21 @@ import torch
 from safetensors.torch import load_file
 from torch import Tensor
 
+from fusion.config import MODALITIES, RENAMED
+
 
 def load_meta(tensor_dir: Path) -> dict:
     path = Path(tensor_dir) / "meta.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no tensor cache; run `mcncl tensors` "
                                 "(DVC stage build_tensors) first.")
-    return json.loads(path.read_text(encoding="utf-8"))
+    meta = json.loads(path.read_text(encoding="utf-8"))
+    old = [m for m in meta["dims"] if m in RENAMED]
+    if old:  # its tensors are named so too; the model would silently go without them
+        raise ValueError(f"{path}: a tensor cache of an earlier version (modalities "
+                         f"{', '.join(old)}); rebuild it with `mcncl tensors` (DVC stage "
+                         "build_tensors).")
+    return meta
 
 
 def load_split(tensor_dir: Path, split: str, device: torch.device) -> dict[str, Tensor]:
@@ -67,7 +75,7 @@ def _deal(plan: list[Tensor], rank: int, world: int) -> list[Tensor]:
     return [plan[i % len(plan)] for i in range(per_rank * world)][rank::world]
 
 
-SEQUENCES = ("text", "audio", "visual")
+SEQUENCES = MODALITIES
 
 
 def take(split: dict[str, Tensor], rows: Tensor) -> dict[str, Tensor]:

@@ -1,7 +1,7 @@
 """MCN-CL: a multimodal cross-attention network (our reading of arXiv 2511.10892).
 
 Per-modality encoders project text tokens, acoustic LLD frames (plus the utterance's
-functionals) and AU frames to ``d_model``; the visual encoder first runs a temporal pyramid
+functionals) and AU frames to ``d_model``; the facial encoder first runs a temporal pyramid
 (parallel 1-D convolutions at several kernel sizes, squeeze-and-excitation over the AU
 channels: our reading of "PSA"). Then ``n_layers`` triple-query layers: each stream queries
 the other two (cross-attention, masked), then attends to itself, then a feed-forward block;
@@ -160,8 +160,8 @@ class MCNCL(nn.Module):
                              f"features built ({', '.join(dims) or 'none'}).")
         d = config.d_model
         self.encoders = nn.ModuleDict({
-            m: Encoder(dims[m], config, extra=n_functionals if m == "audio" else 0,
-                       pyramid=m == "visual")
+            m: Encoder(dims[m], config, extra=n_functionals if m == "acoustic" else 0,
+                       pyramid=m == "facial")
             for m in self.names})
         self.null = nn.ParameterDict({m: nn.Parameter(torch.zeros(1, 1, d)) for m in self.names})
         layers = config.n_layers if config.fusion == "cross" else 0
@@ -189,7 +189,7 @@ class MCNCL(nn.Module):
         for m in self.names:
             x, mask = batch[m].float(), batch[f"{m}_mask"].bool()
             present[m] = batch[f"{m}_present"].bool()
-            extra = batch["functionals"].float() if m == "audio" else None
+            extra = batch["functionals"].float() if m == "acoustic" else None
             h = self.encoders[m](x, mask, extra)
             null = self.null[m].expand(h.shape[0], 1, -1)
             states[m] = torch.cat([null, h], dim=1)

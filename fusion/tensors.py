@@ -7,7 +7,7 @@ masked, never faked.
 
 Scaling (``tensors.standardise``, ``tensors.speaker_norm``): the listed modalities are
 standardised with train-split statistics (mean and std over valid frames; the acoustic
-functionals over utterances); with ``speaker_norm: speaker`` acoustic and visual features are
+functionals over utterances); with ``speaker_norm: speaker`` acoustic and facial features are
 standardised per speaker (the manifest's ``speaker``) with that speaker's own statistics over
 all of its utterances. Those use unlabelled features only, so they are as legitimate for an
 unseen test speaker as for a training one. A speaker with fewer than
@@ -61,9 +61,9 @@ def build_tensors(manifest: Path, features: Path, out: Path, config: TensorConfi
     if (features / "text.parquet").is_file():
         dims["text"] = _text(features / "text.parquet", index, n, config, arrays)
     if (features / "acoustic.parquet").is_file():
-        dims["audio"] = _audio(features / "acoustic.parquet", index, n, config, arrays)
+        dims["acoustic"] = _acoustic(features / "acoustic.parquet", index, n, config, arrays)
     if (features / "facial.parquet").is_file():
-        dims["visual"] = _visual(features / "facial.parquet", index, n, config, arrays)
+        dims["facial"] = _facial(features / "facial.parquet", index, n, config, arrays)
     split_of = np.array([r["split"] for r in rows])
     train = split_of == "train"
     speakers = _codes([r["speaker"] or "" for r in rows])
@@ -119,12 +119,12 @@ def _text(path: Path, index: dict, n: int, config: TensorConfig, arrays: dict) -
     return width
 
 
-def _audio(path: Path, index: dict, n: int, config: TensorConfig, arrays: dict) -> int:
+def _acoustic(path: Path, index: dict, n: int, config: TensorConfig, arrays: dict) -> int:
     schema = pq.read_schema(path)
     width = schema.field("lld").type.value_type.list_size
     hop = float(schema.metadata[b"lld_hop_s"])
-    group = max(1, round(1 / config.audio_rate_hz / hop))
-    _allocate(arrays, "audio", n, config.max_audio_frames, width)
+    group = max(1, round(1 / config.acoustic_rate_hz / hop))
+    _allocate(arrays, "acoustic", n, config.max_acoustic_frames, width)
     n_functionals = schema.field("functionals").type.list_size
     arrays["functionals"] = np.zeros((n, n_functionals), np.float32)
     columns = ["utterance_id", "lld", "functionals"]
@@ -133,24 +133,24 @@ def _audio(path: Path, index: dict, n: int, config: TensorConfig, arrays: dict) 
             if uid.as_py() not in index:
                 continue
             i = index[uid.as_py()]
-            frames = _pool(_matrix(lld, width), group)[: config.max_audio_frames]
-            _put(arrays, "audio", i, frames, np.ones(len(frames), bool))
+            frames = _pool(_matrix(lld, width), group)[: config.max_acoustic_frames]
+            _put(arrays, "acoustic", i, frames, np.ones(len(frames), bool))
             arrays["functionals"][i] = np.asarray(functionals.values, np.float32)
     return width
 
 
-def _visual(path: Path, index: dict, n: int, config: TensorConfig, arrays: dict) -> int:
+def _facial(path: Path, index: dict, n: int, config: TensorConfig, arrays: dict) -> int:
     width = pq.read_schema(path).field("aus").type.value_type.list_size
-    _allocate(arrays, "visual", n, config.max_visual_frames, width)
+    _allocate(arrays, "facial", n, config.max_facial_frames, width)
     for batch in pq.ParquetFile(path).iter_batches(columns=["utterance_id", "aus"]):
         for uid, aus in zip(batch.column(0).to_pylist(), batch.column(1), strict=True):
             if uid not in index:
                 continue
             frames = aus.values  # a list of AU vectors, null where no face was found
-            valid = np.array([f.is_valid for f in frames], bool)[: config.max_visual_frames]
+            valid = np.array([f.is_valid for f in frames], bool)[: config.max_facial_frames]
             matrix = np.array([f.values.to_numpy() if f.is_valid else np.zeros(width)
-                               for f in frames][: config.max_visual_frames], np.float32)
-            _put(arrays, "visual", index[uid], matrix, valid)
+                               for f in frames][: config.max_facial_frames], np.float32)
+            _put(arrays, "facial", index[uid], matrix, valid)
     return width
 
 
@@ -171,8 +171,8 @@ def _put(arrays: dict, name: str, i: int, matrix: np.ndarray, mask: np.ndarray) 
     arrays[f"{name}_present"][i] = bool(mask.any())
 
 
-SCALED = {"text": ("text",), "audio": ("audio", "functionals"), "visual": ("visual",)}
-BY_SPEAKER = ("audio", "visual")  # what speaker_norm scales; text is not a voice or a face
+SCALED = {"text": ("text",), "acoustic": ("acoustic", "functionals"), "facial": ("facial",)}
+BY_SPEAKER = ("acoustic", "facial")  # what speaker_norm scales; text is not a voice or a face
 
 
 def _standardise(arrays: dict, train: np.ndarray, speakers: np.ndarray, config: TensorConfig,

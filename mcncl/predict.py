@@ -1,9 +1,10 @@
-"""``mcncl predict``: one new clip through the three extractors and the trained model.
+"""``mcncl predict``: new clips through the three extractors and the trained model.
 
 The clip goes through the same code as a corpus: the extractors, a one-row tensor cache
 (standardised with the model's own training statistics and built with its tensor settings),
 then the model. A modality that cannot be extracted (no face, no speech, no transcript) is
-masked, as in training, and named in the result.
+masked, as in training, and named in the result. A folder holds one speaker's clips: with
+``tensors.speaker_norm: speaker`` they are standardised with their own statistics.
 """
 
 from __future__ import annotations
@@ -16,18 +17,14 @@ import pyarrow as pa
 import torch
 
 from extractors.atomic import write_parquet
-from extractors.base import Failure, UtteranceInput, schema_metadata
+from extractors.base import Failure, UtteranceInput
 from extractors.registry import make_extractor
-from flows.cache import one_row_table
-from flows.tables import write_feature_table
+from flows.tables import write_stage_tables
 from fusion.config import TensorConfig
 from fusion.data import load_split
 from fusion.evaluate import load_model
 from fusion.tensors import build_tensors
 from fusion.train import predict
-
-EXTRACTORS = {"text": "text", "audio": "acoustic", "visual": "facial"}  # model input → stage
-UTTERANCE = "predict/clip"
 
 
 class PredictError(ValueError):
@@ -42,47 +39,85 @@ def transcript_for(clip: Path, text: str | None) -> str:
     return sidecar.read_text(encoding="utf-8").strip() if sidecar.is_file() else ""
 
 
+MEDIA = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".wav", ".flac", ".mp3", ".m4a", ".ogg"}
+
+
+def clips_in(folder: Path) -> list[Path]:
+    """The audio and video files directly in ``folder``, by name."""
+    clips = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in MEDIA)
+    if not clips:
+        raise PredictError(f"{folder}: no audio or video files in it; give a clip, or a folder "
+                           f"of one speaker's clips ({', '.join(sorted(MEDIA))}).")
+    return clips
+
+
 def predict_clip(clip: Path, text: str | None, model_dir: Path, extractor_configs: dict,
                  tensor_config: TensorConfig) -> dict:
     """Emotion probabilities for ``clip``; ``extractor_configs`` maps stage → its config (the
     text one pointed at the corpus's fine-tuned encoder when there is one)."""
-    clip = Path(clip).resolve()
-    if not clip.is_file():
-        raise PredictError(f"{clip}: not found; give the path of a video or audio clip.")
+    [result] = predict_clips([clip], [text], model_dir, extractor_configs, tensor_config)
+    if "error" in result:
+        raise PredictError(result["error"])
+    return result
+
+
+def predict_clips(clips: list[Path], texts: list[str | None], model_dir: Path,
+                  extractor_configs: dict, tensor_config: TensorConfig) -> list[dict]:
+    """:func:`predict_clip` for several clips of **one speaker** (a folder of them): with
+    ``tensors.speaker_norm: speaker`` their acoustic and facial features are standardised
+    with their own statistics when there are at least ``speaker_min_utterances`` of them, as
+    the model saw its training speakers. A clip with nothing usable gets an ``error``."""
+    clips = [Path(c).absolute() for c in clips]  # as given (a symlink stays its own name)
+    for clip in clips:
+        if not clip.is_file():
+            raise PredictError(f"{clip}: not found; give the path of a video or audio clip.")
     model, saved = load_model(model_dir)
     meta = saved["meta"]
-    utt = UtteranceInput(UTTERANCE, transcript_for(clip, text), str(clip), str(clip))
+    utts = [UtteranceInput(f"predict/{i}", transcript_for(clip, text), str(clip), str(clip))
+            for i, (clip, text) in enumerate(zip(clips, texts, strict=True))]
+    config = TensorConfig(**meta["tensors"]) if "tensors" in meta else tensor_config
     with tempfile.TemporaryDirectory(prefix="mcncl-predict-") as tmp:
         features = Path(tmp) / "features"
-        missing = {}
-        for modality in meta["dims"]:
-            stage = EXTRACTORS[modality]
-            failure = _extract(stage, extractor_configs[stage], utt, features)
-            if failure is not None:
-                missing[modality] = failure.message
-        if len(missing) == len(meta["dims"]):
-            raise PredictError(f"{clip}: nothing usable in it ("
-                               + "; ".join(missing.values()) + ")")
+        missing: list[dict[str, str]] = [{} for _ in utts]
+        for modality in meta["dims"]:  # each model input is the extraction stage of its name
+            for i, failure in _extract(modality, extractor_configs[modality], utts, features):
+                missing[i][modality] = failure.message
+        usable = [i for i in range(len(utts)) if len(missing[i]) < len(meta["dims"])]
         manifest = Path(tmp) / "manifest.parquet"
-        write_parquet(_manifest(clip, meta["labels"]), manifest)
-        config = TensorConfig(**meta["tensors"]) if "tensors" in meta else tensor_config
-        build_tensors(manifest, features, Path(tmp) / "tensors", config, meta["normalisation"])
-        split = load_split(Path(tmp) / "tensors", "test", torch.device("cpu"))
-        probs, _ = predict(model, split, 1)
-    distribution = dict(zip(meta["labels"], (float(p) for p in probs[0]), strict=True))
+        write_parquet(_manifest([utts[i].utterance_id for i in usable], meta["labels"],
+                                one_speaker=len(utts) > 1), manifest)
+        probs = {}
+        if usable:
+            built = build_tensors(manifest, features, Path(tmp) / "tensors", config,
+                                  meta["normalisation"])
+            split = load_split(Path(tmp) / "tensors", "test", torch.device("cpu"))
+            rows, _ = predict(model, split, 64)
+            probs = dict(zip(built["splits"]["test"], rows, strict=True))
+    notes = _notes(meta, extractor_configs, len(usable), config)
+    return [_result(clip, utt, probs.get(utt.utterance_id), meta["labels"], gone, notes)
+            for clip, utt, gone in zip(clips, utts, missing, strict=True)]
+
+
+def _result(clip: Path, utt: UtteranceInput, probs, labels: list[str], missing: dict,
+            notes: list[str]) -> dict:
+    if probs is None:
+        return {"clip": str(clip), "text": utt.text, "error": f"{clip}: nothing usable in it ("
+                + "; ".join(missing.values()) + ")"}
+    distribution = dict(zip(labels, (float(p) for p in probs), strict=True))
     return {"clip": str(clip), "text": utt.text,
             "predicted": max(distribution, key=distribution.get),
             "probabilities": dict(sorted(distribution.items(), key=lambda kv: -kv[1])),
-            "masked": missing, "notes": _notes(meta, extractor_configs)}
+            "masked": missing, "notes": notes}
 
 
-def _notes(meta: dict, extractor_configs: dict) -> list[str]:
-    """What differs between a lone clip and the corpus the model learnt from."""
+def _notes(meta: dict, extractor_configs: dict, clips: int, config: TensorConfig) -> list[str]:
+    """What differs between these clips and the corpus the model learnt from."""
     notes = []
-    if meta.get("tensors", {}).get("speaker_norm") == "speaker":
-        notes.append("audio/visual: the model learnt from features standardised per speaker; "
-                     "one clip is too little to know its speaker, so it is standardised with "
-                     "the training statistics instead.")
+    if config.speaker_norm == "speaker" and clips < config.speaker_min_utterances:
+        notes.append("acoustic/facial: the model learnt from features standardised per speaker; "
+                     f"{clips} clip(s) are too few to know their speaker (it takes "
+                     f"{config.speaker_min_utterances}: give a folder of one speaker's clips), "
+                     "so they are standardised with the training statistics instead.")
     context = extractor_configs["text"].context if "text" in meta["dims"] else 0
     if not context:
         return notes
@@ -90,27 +125,30 @@ def _notes(meta: dict, extractor_configs: dict) -> list[str]:
             "turns of their dialogue; a lone clip has none, so its transcript is encoded alone."]
 
 
-def _extract(stage: str, config, utt: UtteranceInput, features: Path) -> Failure | None:
-    """Write ``<stage>.parquet`` with the clip's row, or with none when it fails (masked)."""
+def _extract(stage: str, config, utts: list[UtteranceInput], features: Path
+             ) -> list[tuple[int, Failure]]:
+    """Write ``<stage>.parquet`` with the clips' rows (a failed clip has none: masked);
+    return the failures by clip index."""
     extractor = make_extractor(stage, config)
+    todo = [u for u in utts if stage != "text" or u.text.strip()]
     try:
-        if stage == "text" and not utt.text.strip():
-            result = Failure("empty_text", "no transcript: give --text or a sidecar .txt file")
-        else:
-            [result] = extractor.extract([utt])
+        done = dict(zip((u.utterance_id for u in todo), extractor.extract(todo) if todo else [],
+                        strict=True))
     finally:
         if hasattr(extractor, "close"):
             extractor.close()
-    rows = [] if isinstance(result, Failure) else [
-        (utt.utterance_id, one_row_table(result, extractor.schema))]
-    schema = extractor.schema.with_metadata(schema_metadata(extractor))
-    write_feature_table(rows, schema, features / f"{stage}.parquet")
-    return result if isinstance(result, Failure) else None
+    no_text = Failure("empty_text", "no transcript: give --text or a sidecar .txt file")
+    results = [done.get(u.utterance_id, no_text) for u in utts]
+    write_stage_tables([(u.utterance_id, r) for u, r in zip(utts, results, strict=True)],
+                       extractor, features)
+    return [(i, r) for i, r in enumerate(results) if isinstance(r, Failure)]
 
 
-def _manifest(clip: Path, labels: list[str]) -> pa.Table:
-    """A one-row manifest in the test split (its label is a placeholder, never read back)."""
-    table = pa.table({"utterance_id": [UTTERANCE], "split": ["test"], "label": [labels[0]],
-                      "dialogue_id": ["predict"], "turn": [0], "speaker": [""]})
-    return table.replace_schema_metadata({"labels": json.dumps(labels),
-                                          "corpus_root": str(clip.parent)})
+def _manifest(ids: list[str], labels: list[str], one_speaker: bool) -> pa.Table:
+    """The clips in the test split (their label is a placeholder, never read back); several
+    clips are one speaker's, a lone clip has no speaker (training statistics)."""
+    n = len(ids)
+    table = pa.table({"utterance_id": ids, "split": ["test"] * n, "label": [labels[0]] * n,
+                      "dialogue_id": ids, "turn": [0] * n,
+                      "speaker": ["predict" if one_speaker else ""] * n})
+    return table.replace_schema_metadata({"labels": json.dumps(labels), "corpus_root": "/"})

@@ -7,32 +7,37 @@ Views for the current corpus: ``manifest``, ``acoustic``, ``facial``, ``text``, 
 
 from __future__ import annotations
 
+import csv
+import sys
 from pathlib import Path
 
 import duckdb
 
+from flows.layout import Layout
+
+FORMATS = ("table", "csv", "parquet")
+
+
+class QueryError(ValueError):
+    """The query or its output options are wrong; the message says how to fix them."""
+
 
 def view_sources(data: Path, corpus: str) -> dict[str, str]:
     """View name → Parquet path (or glob) of one corpus, for the files that exist."""
-    features = data / "features" / corpus
-    candidates = {
-        "manifest": data / "manifests" / f"{corpus}.parquet",
-        "acoustic": features / "acoustic.parquet",
-        "facial": features / "facial.parquet",
-        "text": features / "text.parquet",
-        "predictions": data / "models" / corpus / "predictions.parquet",
-    }
+    layout = Layout(corpus, data)
+    candidates = {"manifest": layout.manifest,
+                  **{m: layout.feature_table(m) for m in ("acoustic", "facial", "text")},
+                  "predictions": layout.predictions}
     sources = {name: str(path) for name, path in candidates.items() if path.is_file()}
-    if list((features / "errors").glob("*.parquet")):
-        sources["errors"] = str(features / "errors" / "*.parquet")
+    if list(layout.errors.glob("*.parquet")):
+        sources["errors"] = str(layout.error_table("*"))
     return sources
 
 
 def view_sql(data: Path, corpus: str) -> list[str]:
     """The statements that create every view (usable as a ``duckdb -init`` file)."""
     statements = []
-    corpora = sorted(p.stem for p in (data / "manifests").glob("*.parquet"))
-    for name in corpora:
+    for name in Layout.corpora(data):
         statements.append(f'create schema if not exists "{name}"')
         for view, source in view_sources(data, name).items():
             statements.append(f"create or replace view \"{name}\".{view} as select * from "
@@ -48,6 +53,54 @@ def connect(data: Path, corpus: str) -> duckdb.DuckDBPyConnection:
     for statement in view_sql(data, corpus):
         con.execute(statement)
     return con
+
+
+def run_query(con: duckdb.DuckDBPyConnection, sql: str, output: str = "table",
+              out: Path | None = None) -> str:
+    """Run ``sql``: a table (DuckDB's box rendering) or CSV on standard output, or a CSV or
+    Parquet file at ``out``. Returns what to tell the user ("" when the result was printed)."""
+    if output not in FORMATS:
+        raise QueryError(f"--format {output!r} is unknown; use table, csv or parquet.")
+    if output == "parquet" and out is None:
+        raise QueryError("--format parquet writes a file: give --out FILE.parquet.")
+    if not sql:
+        raise QueryError('give a SQL query, e.g. mcncl query "select label, count(*) from '
+                         'manifest group by label", or use --shell.')
+    try:
+        relation = con.sql(sql)
+        if output == "table":
+            print(relation)
+        elif out is None:  # csv to standard output, so it pipes
+            writer = csv.writer(sys.stdout, lineterminator="\n")
+            writer.writerow(relation.columns)
+            writer.writerows(relation.fetchall())
+        else:
+            relation.to_csv(str(out)) if output == "csv" else relation.to_parquet(str(out))
+            return f"{out} written"
+    except duckdb.Error as exc:
+        raise QueryError(f"{exc}".splitlines()[0]) from None
+    return ""
+
+
+def shell(con: duckdb.DuckDBPyConnection) -> None:
+    """An interactive SQL prompt: statements end with ``;``, Ctrl-D quits."""
+    views = con.sql("select view_name from duckdb_views() where schema_name = 'main' and not "
+                    "internal order by view_name").fetchall()
+    print("SQL over: " + ", ".join(v for (v,) in views) + ". End with ; — Ctrl-D quits.",
+          file=sys.stderr)
+    buffer = ""
+    while True:
+        try:
+            line = input("mcncl> " if not buffer else "  ...> ")
+        except EOFError:
+            return
+        buffer += line + "\n"
+        if buffer.strip().endswith(";"):
+            try:
+                print(con.sql(buffer))
+            except duckdb.Error as exc:
+                print(f"error: {exc}".splitlines()[0])
+            buffer = ""
 
 
 def _quote(text: str) -> str:

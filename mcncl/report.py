@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from extractors.atomic import write_text
 from extractors.registry import MODALITIES
+from flows.layout import Layout
 
 STYLE = """
 body{font:15px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:60rem;color:#222}
@@ -35,10 +36,9 @@ class ReportError(ValueError):
     """The run to report on does not exist yet."""
 
 
-def build_report(data: Path, corpus: str) -> str:
-    """The HTML page for ``corpus``'s latest evaluated run under ``data``."""
-    model_dir = data / "models" / corpus
-    metrics_path = model_dir / "metrics.json"
+def build_report(layout: Layout) -> str:
+    """The HTML page for the latest evaluated run of ``layout``'s corpus."""
+    corpus, model_dir, metrics_path = layout.corpus, layout.models, layout.metrics
     if not metrics_path.is_file():
         raise ReportError(f"{metrics_path}: no evaluation yet; run `dvc repro` (or `mcncl "
                           "evaluate`) first.")
@@ -49,12 +49,12 @@ def build_report(data: Path, corpus: str) -> str:
         ("Seeds", _seeds(metrics)),
         (f"Modalities of the {metrics['split']} utterances scored", _scored_coverage(metrics)),
         ("F1 per class", _f1_bars(metrics["per_class_f1"])),
-        ("Confusion matrix", _confusion(con, model_dir / "predictions.parquet")),
-        ("Learning curve", _curve(model_dir / "train_log.csv")),
-        ("Coverage: utterances with each modality's features", _coverage(con, data, corpus)),
+        ("Confusion matrix", _confusion(con, layout.predictions)),
+        ("Learning curve", _curve(layout.train_log)),
+        ("Coverage: utterances with each modality's features", _coverage(con, layout)),
         ("Face coverage: share of sampled frames with the speaker's face",
-         _face_coverage(data / "features" / corpus / "facial.parquet")),
-        ("Errors per stage and kind", _errors(con, data / "features" / corpus / "errors")),
+         _face_coverage(layout.feature_table("facial"))),
+        ("Errors per stage and kind", _errors(con, layout.errors)),
     ]
     stamp = datetime.fromtimestamp(metrics_path.stat().st_mtime, timezone.utc)
     body = "".join(f"<h2>{escape(title)}</h2>{html}" for title, html in sections)
@@ -64,8 +64,8 @@ def build_report(data: Path, corpus: str) -> str:
             f"</p>{body}</html>\n")
 
 
-def write_report(data: Path, corpus: str, out: Path) -> Path:
-    write_text(build_report(data, corpus), out)
+def write_report(layout: Layout, out: Path) -> Path:
+    write_text(build_report(layout), out)
     return out
 
 
@@ -171,14 +171,13 @@ def _curve(log: Path) -> str:
     return f"<img alt='learning curve' src='data:image/png;base64,{encoded}'>"
 
 
-def _coverage(con, data: Path, corpus: str) -> str:
-    manifest = data / "manifests" / f"{corpus}.parquet"
+def _coverage(con, layout: Layout) -> str:
+    manifest = layout.manifest
     if not manifest.is_file():
         return "<p class=muted>no manifest</p>"
-    present = [m for m in MODALITIES if (data / "features" / corpus / f"{m}.parquet").is_file()]
+    present = [m for m in MODALITIES if layout.feature_table(m).is_file()]
     joins = "".join(f" left join (select utterance_id, true as has_{m} from read_parquet("
-                    f"'{data / 'features' / corpus / m}.parquet')) using (utterance_id)"
-                    for m in present)
+                    f"'{layout.feature_table(m)}')) using (utterance_id)" for m in present)
     counts = "".join(f", count(has_{m})" for m in present)
     rows = con.sql(f"select split, count(*){counts} from read_parquet('{manifest}'){joins} "
                    "group by split order by case split when 'train' then 0 when 'dev' then 1 "

@@ -1,12 +1,12 @@
 """The project's source files each DVC stage runs, so that ``dvc.yaml`` lists exactly those.
 
-A stage runs ``mcncl <command>``: the command's function in ``mcncl/cli.py`` (with that
-module's top-level imports, not its other commands') and everything it imports, at module
-level or inside functions, transitively (read from the source with ``ast``; nothing is
-imported but the CLI, to find the command's function). One refinement keeps extraction stages
-apart: an import under ``if modality == "<name>"`` (the extractor registry) counts only for
-the command that names that modality, so a change to the facial extractor does not rerun
-acoustic extraction.
+A stage runs ``mcncl <command>``: the command's function in ``mcncl/cli.py`` and everything
+it imports, transitively (read from the source with ``ast``; nothing is imported but the CLI,
+to find the command's function). A module's top-level imports always count; an import inside
+a function counts once code already reached names that function, so the commands that share
+``flows/stages.py`` each depend on their own stage's code only. And an import under
+``if modality == "<name>"`` (the extractor registry) counts only for the command that names
+that modality, so a change to the facial extractor does not rerun acoustic extraction.
 
     python -m mcncl.stage_code          # each stage's files, as dvc.yaml should list them
     python -m mcncl.stage_code --write  # put them in dvc.yaml's deps (data deps kept)
@@ -55,16 +55,40 @@ def stage_code(words: list[str]) -> set[str]:
     from mcncl import cli
 
     function = _command_function(cli.app, words)
-    own = ast.parse(textwrap.dedent(inspect.getsource(function)))
-    module = ast.Module([n for n in ast.parse(Path(cli.__file__).read_text()).body
-                         if not isinstance(n, ast.FunctionDef | ast.ClassDef)], [])
-    done = {_relative(Path(cli.__file__))}  # its other commands' imports are theirs
-    todo = (_imports(own, words) | _imports(module, words)) - done
+    command = ast.parse(textwrap.dedent(inspect.getsource(function)))
+    files = {_relative(Path(cli.__file__))}
+    waiting: dict[str, list[ast.AST]] = {}  # function name → its definitions not yet reached
+    names: set[str] = set()
+    own = ast.parse(Path(cli.__file__).read_text())
+    own.body = [n for n in own.body if not getattr(n, "decorator_list", None)]  # other commands
+    todo = [command, *_split(own, waiting)]
     while todo:
-        path = todo.pop()
-        done.add(path)
-        todo |= _imports(ast.parse((REPO / path).read_text()), words) - done
-    return done
+        code = todo.pop()
+        for path in _imports(code, words) - files:
+            files.add(path)
+            todo += _split(ast.parse((REPO / path).read_text()), waiting)
+        names |= _names(code, words)
+        todo += [f for name in names & waiting.keys() for f in waiting.pop(name)]
+    return files
+
+
+def _split(tree: ast.Module, waiting: dict[str, list[ast.AST]]) -> list[ast.AST]:
+    """A module's statements that run when it is imported; its functions go to ``waiting``:
+    their imports count once something reached names them (a stage function of
+    flows/stages.py counts only for the command that calls it)."""
+    run = []
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            waiting.setdefault(node.name, []).append(node)
+        else:
+            run.append(node)
+    return run
+
+
+def _names(tree: ast.AST, words: list[str]) -> set[str]:
+    """The names ``tree`` uses (``f`` and ``x.f`` both give ``f``)."""
+    return {node.id if isinstance(node, ast.Name) else node.attr
+            for node in _nodes(tree, words) if isinstance(node, ast.Name | ast.Attribute)}
 
 
 def _command_function(app, words: list[str]):

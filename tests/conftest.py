@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mcncl.config import DemoConfig
-from mcncl.demo import build_demo
+from extractors.corpora.demo import DemoConfig, build_demo
 from tests.project import free_port
 
 REPO = Path(__file__).resolve().parents[1]

@@ -9,11 +9,11 @@ import numpy as np
 from safetensors.numpy import save_file
 
 LABELS = ["neutral", "joy", "anger"]
-DIMS = {"text": 16, "audio": 6, "visual": 5}
+DIMS = {"text": 16, "acoustic": 6, "facial": 5}
 
 
 def make_tensor_cache(root: Path, sizes=(96, 32, 24), seed: int = 0) -> Path:
-    """Labels are written into the text and audio features (plus noise), so they can be learnt."""
+    """Labels are written into the text and acoustic features (plus noise): they can be learnt."""
     rng = np.random.default_rng(seed)
     meta = {"labels": LABELS, "dims": DIMS, "splits": {},
             "normalisation": {"functionals": {"mean": [0.0] * 4, "std": [1.0] * 4}}}
@@ -22,9 +22,9 @@ def make_tensor_cache(root: Path, sizes=(96, 32, 24), seed: int = 0) -> Path:
         label = rng.integers(0, len(LABELS), n)
         arrays = {"label": label, "dialogue": np.arange(n) // 4, "turn": np.arange(n) % 4,
                   "speaker": np.arange(n) % 2, "functionals": rng.normal(size=(n, 4))}
-        for m, width, length in (("text", 16, 8), ("audio", 6, 12), ("visual", 5, 10)):
+        for m, width, length in (("text", 16, 8), ("acoustic", 6, 12), ("facial", 5, 10)):
             x = rng.normal(size=(n, length, width))
-            if m != "visual":
+            if m != "facial":
                 x[:, :, : len(LABELS)] += 2.0 * np.eye(len(LABELS))[label][:, None, :]
             lengths = rng.integers(2, length + 1, n)
             mask = np.arange(length)[None, :] < lengths[:, None]

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
+import re
+from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from fusion.checkpoint import CheckpointError, convert_pickle, load_checkpoint, save_checkpoint
+from fusion.config import RENAMED, ModelConfig, TensorConfig, TrainConfig
+from fusion.data import load_meta, load_split
 from fusion.evaluate import load_model
+from fusion.train import _checkpoint, build_model, predict
+from tests.tensor_cache import make_tensor_cache
 
 
 class RunsCode:
@@ -62,3 +70,45 @@ def test_an_old_checkpoint_converts_and_a_damaged_one_is_named(tmp_path: Path):
     (tmp_path / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}garbage")
     with pytest.raises(CheckpointError, match="not a checkpoint this version wrote"):
         load_checkpoint(tmp_path / "model.safetensors")
+
+
+def earlier_names(obj):
+    """``obj`` as the fusion stages named things before: audio for acoustic, visual for facial."""
+    if isinstance(obj, dict):
+        return {earlier_names(k): earlier_names(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [earlier_names(v) for v in obj]
+    if isinstance(obj, str):
+        old = {new: old for old, new in RENAMED.items()}
+        return re.sub(rf"(?<![a-z])({'|'.join(old)})(?![a-z])", lambda m: old[m[1]], obj)
+    return obj
+
+
+def test_a_checkpoint_of_the_earlier_modality_names_loads_and_predicts(tmp_path: Path):
+    cache = make_tensor_cache(tmp_path / "cache")
+    meta = {**load_meta(cache), "tensors": asdict(TensorConfig(max_facial_frames=10))}
+    meta["normalisation"]["acoustic"] = {"mean": [0.0] * 6, "std": [1.0] * 6}
+    config = ModelConfig(d_model=16, n_heads=2, n_layers=1, projection_dim=4)
+    torch.manual_seed(0)
+    model = build_model(meta, config).eval()
+    old = earlier_names(_checkpoint(model, meta, config, TrainConfig(), 1, {}))
+    assert old["model_config"]["modalities"] == ["text", "audio", "visual"]  # as written then
+    assert "encoders.audio.extra.weight" in old["state_dict"]
+    assert "max_visual_frames" in old["meta"]["tensors"]
+    save_checkpoint(old, tmp_path / "m" / "model.safetensors")
+    loaded, saved = load_model(tmp_path / "m")
+    assert saved["model_config"]["modalities"] == ["text", "acoustic", "facial"]
+    assert list(saved["meta"]["dims"]) == ["text", "acoustic", "facial"]
+    assert set(saved["meta"]["normalisation"]) == {"functionals", "acoustic"}
+    assert saved["meta"]["tensors"] == json.loads(json.dumps(meta["tensors"]))  # as written now
+    dev = load_split(cache, "dev", torch.device("cpu"))
+    np.testing.assert_array_equal(predict(loaded, dev, 8)[0], predict(model, dev, 8)[0])
+
+
+def test_a_tensor_cache_of_the_earlier_modality_names_is_refused(tmp_path: Path):
+    cache = make_tensor_cache(tmp_path / "cache")
+    meta = json.loads((cache / "meta.json").read_text())
+    (cache / "meta.json").write_text(json.dumps(earlier_names(meta)))
+    with pytest.raises(ValueError, match=r"meta.json: a tensor cache of an earlier version "
+                       r"\(modalities audio, visual\); rebuild it with `mcncl tensors`"):
+        load_meta(cache)

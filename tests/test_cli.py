@@ -52,3 +52,28 @@ def test_manifest_stage_reads_params(tmp_path: Path):
     assert result.returncode == 0, result.stderr
     table = duckdb.sql(f"select utterance_id from '{tmp_path}/data/manifests/tiny.parquet'")
     assert table.fetchall() == [("tiny/dev/dia0_utt0",)]
+
+
+def test_a_user_error_is_one_line_with_status_2_and_a_bug_keeps_its_traceback():
+    import typer
+    from typer.testing import CliRunner
+
+    from mcncl.cli import command
+
+    app = typer.Typer()
+
+    @command(app, "go")
+    def go(what: str) -> None:
+        if what == "missing":
+            raise FileNotFoundError("x.parquet: not found; run `mcncl manifest` first.")
+        raise KeyError(what)  # a bug, not the user's to fix
+
+    @command(app, "other")
+    def other() -> None:  # a second command, so typer keeps the command names
+        pass
+
+    user = CliRunner().invoke(app, ["go", "missing"])
+    assert user.exit_code == 2
+    assert user.output.strip() == "error: x.parquet: not found; run `mcncl manifest` first."
+    bug = CliRunner().invoke(app, ["go", "oops"])
+    assert isinstance(bug.exception, KeyError) and bug.exit_code == 1

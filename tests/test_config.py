@@ -4,6 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from extractors.registry import MODALITIES as EXTRACTED
+from fusion.config import MODALITIES, TensorConfig
 from mcncl.config import ConfigError, CorpusConfig, load_params
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,9 +39,44 @@ def test_a_corpus_overrides_model_and_train_for_itself_only(tmp_path: Path):
     params = load_params(path)
     meld, ravdess = (params.model_for(n) for n in ("meld", "ravdess"))
     assert (meld.modalities, meld.context, meld.d_model) == (("text",), True, 64)  # merged
-    assert (ravdess.modalities, ravdess.d_model) == (("text", "audio", "visual"), 64)
+    assert (ravdess.modalities, ravdess.d_model) == (("text", "acoustic", "facial"), 64)
     assert (params.train_for("meld").epochs, params.train_for("meld").lr) == (5, 0.001)
     assert params.train_for("ravdess") == params.train
+
+
+def test_the_model_reads_the_modalities_the_extractors_write():
+    assert sorted(MODALITIES) == sorted(EXTRACTED)  # one vocabulary: text, acoustic, facial
+
+
+def test_the_earlier_modality_names_load_as_todays_with_a_hint(tmp_path: Path, capsys):
+    path = tmp_path / "params.yaml"
+    path.write_text("corpora:\n  ravdess: {kind: ravdess, model: {modalities: [visual]}}\n"
+                    "  meld: {kind: meld}\n"
+                    "tensors: {audio_rate_hz: 5.0, max_audio_frames: 50, max_visual_frames: 20,"
+                    " standardise: [audio, text]}\n"
+                    "model: {modalities: [text, audio, visual], d_model: 64}\n")
+    params = load_params(path)
+    assert params.tensors == TensorConfig(acoustic_rate_hz=5.0, max_acoustic_frames=50,
+                                          max_facial_frames=20, standardise=("acoustic", "text"))
+    assert params.model.modalities == ("text", "acoustic", "facial")
+    assert params.model_for("meld").modalities == ("text", "acoustic", "facial")
+    assert params.model_for("ravdess").modalities == ("facial",)
+    assert params.model_for("ravdess").d_model == 64
+    assert capsys.readouterr().err.splitlines() == [
+        f"{path}: tensors.audio_rate_hz is now called acoustic_rate_hz; rename it there.",
+        f"{path}: tensors.max_audio_frames is now called max_acoustic_frames; rename it there.",
+        f"{path}: tensors.max_visual_frames is now called max_facial_frames; rename it there.",
+        f"{path}: tensors.standardise: 'audio' is now called 'acoustic'; rename it there.",
+        f"{path}: model.modalities: 'audio' is now called 'acoustic'; rename it there.",
+        f"{path}: model.modalities: 'visual' is now called 'facial'; rename it there.",
+        f"{path}: corpora.ravdess.model.modalities: 'visual' is now called 'facial'; rename it "
+        "there."]
+    load_params(REPO / "params.yaml")
+    assert capsys.readouterr().err == ""  # the shipped params.yaml uses today's names
+    path.write_text("tensors: {max_audio_frames: 50, max_acoustic_frames: 60}\n")
+    with pytest.raises(ConfigError, match="tensors: max_audio_frames and max_acoustic_frames "
+                       "are one setting, renamed; keep max_acoustic_frames only."):
+        load_params(path)
 
 
 @pytest.mark.parametrize(

@@ -22,6 +22,7 @@ import yaml
 
 from fusion.checkpoint import load_checkpoint
 from tests.project import (
+    REPO,
     api,
     commit,
     copy_project,
@@ -88,6 +89,38 @@ def test_first_repro_runs_every_stage_and_writes_every_output(built):
     assert duckdb.sql(f"select count(*) from '{predictions}'").fetchall() == [(12,)]
 
 
+# what the fixture changes from the committed params.yaml (for CI time), and what follows
+CHANGED_BY_FIXTURE = {"extract_facial@demo", "build_tensors@demo", "train@demo",
+                      "evaluate@demo"}
+
+
+def test_a_fresh_clone_reproduces_the_committed_lock(built):
+    """A user's clone stays clean after `make demo`: the committed dvc.lock matches the code,
+    and the stages the fixture runs as committed write byte for byte what the lock records
+    (the demo corpus, its manifest, the acoustic and text features, the fine-tuning card)."""
+    committed = yaml.safe_load((REPO / "dvc.lock").read_text())["stages"]
+    made = yaml.safe_load((built.path / "dvc.lock").read_text())["stages"]
+    assert set(made) == set(committed)
+    for name, stage in made.items():
+        ours, theirs = _lock_entries(stage), _lock_entries(committed[name])
+        if name in CHANGED_BY_FIXTURE:  # only their code must match
+            ours, theirs = ({k: v for k, v in e.items() if k.split()[0] == "code"}
+                            for e in (ours, theirs))
+        stale = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
+        assert not stale, (f"{name}: {', '.join(stale)} differ from the committed dvc.lock; run "
+                           "`dvc repro` and commit dvc.lock (or make the output reproducible)")
+
+
+def _lock_entries(stage: dict) -> dict[str, object]:
+    """A dvc.lock stage as ``kind path`` → its record (code deps apart from data deps)."""
+    entries: dict[str, object] = {"cmd": stage["cmd"], "params": stage.get("params")}
+    for dep in stage["deps"]:
+        kind = "data" if dep["path"].startswith("data/") else "code"
+        entries[f"{kind} {dep['path']}"] = dep
+    entries |= {f"out {out['path']}": out for out in stage.get("outs", [])}
+    return entries
+
+
 def test_every_stage_is_a_completed_flow_run_in_the_prefect_server(built):
     runs = api(built.url, "flow_runs/filter", {"flow_runs": {"tags": {"all_": ["corpus:demo"]}}})
     stages = {tag for run in runs for tag in run["tags"] if tag.startswith("stage:")}
@@ -108,13 +141,20 @@ def test_noop_repro_runs_nothing(project: Path):
     assert "Data and pipelines are up to date." in again.stdout
 
 
-def test_training_param_reruns_only_training_and_evaluation(project: Path):
+def test_training_param_reruns_only_training_and_evaluation_as_one_prefect_flow(project: Path):
     set_param(project, "  lr: 0.0005", "  lr: 0.001")
     status = run_in(project, "dvc", "status", "--json")
     assert set(json.loads(status.stdout)) == {"train@demo"}  # evaluate follows from its outputs
-    result = run_in(project, "dvc", "repro")
+    result = run_in(project, "mcncl", "pipeline")  # the graph as one flow: a task per stage
     assert result.returncode == 0, result.stderr
-    assert stages_run(result) == {"train@demo", "evaluate@demo"}
+    assert "stages run: train@demo, evaluate@demo" in result.stderr
+    assert "Task run 'dvc-repro-extract_facial'" in result.stderr
+    forced = run_in(project, "mcncl", "pipeline", "evaluate", "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert "stages run: evaluate@demo" in forced.stderr
+    unknown = run_in(project, "mcncl", "pipeline", "evalute")
+    assert unknown.returncode == 2
+    assert "unknown stage(s) evalute; dvc.yaml has demo_corpus, manifest," in unknown.stderr
 
 
 def test_facial_param_reruns_facial_extraction_and_what_follows(project: Path):
@@ -129,21 +169,16 @@ def test_facial_param_reruns_facial_extraction_and_what_follows(project: Path):
 
 
 def test_finetuning_runs_before_text_extraction_and_reruns_only_the_text_chain(project: Path):
-    params = project / "params.yaml"
-    params.write_text(params.read_text().replace(  # a second corpus, not fine-tuned
-        "\ndemo:\n", "  other:\n    kind: meld\n    root: data/demo\n\ndemo:\n", 1))
     for line, new in [("  enabled: false", "  enabled: true"),
                       ("  corpora: []", "  corpora: [demo]"), ("  epochs: 3", "  epochs: 1"),
                       ("  max_tokens: 128", "  max_tokens: 48"), ("  context: 0", "  context: 1")]:
         set_param(project, line, new)
     first = run_in(project, "dvc", "repro")
     assert first.returncode == 0, first.stdout + first.stderr
-    assert stages_run(first) == TEXT_CHAIN | {f"{s}@other" for s in STAGES}
+    assert stages_run(first) == TEXT_CHAIN
     assert first.stdout.index("'finetune_text@demo'") < first.stdout.index("'extract_text@demo'")
     card = json.loads((project / "data/models/demo/text_encoder/card.json").read_text())
     assert card["enabled"] and card["context"] == 1 and card["train_utterances"] == 48
-    assert json.loads((project / "data/models/other/text_encoder/card.json").read_text()) == {
-        "enabled": False}
     text = project / "data/features/demo/text.parquet"
     config = json.loads(duckdb.sql(f"select value from parquet_kv_metadata('{text}') where key "
                                    "= 'config'").fetchall()[0][0])
@@ -154,12 +189,6 @@ def test_finetuning_runs_before_text_extraction_and_reruns_only_the_text_chain(p
     assert json.loads(predicted.stdout)["notes"] == [
         "text: the model learnt from transcripts with the 1 previous turns of their dialogue; a "
         "lone clip has none, so its transcript is encoded alone."]
-    set_param(project, "  lr: 0.00005", "  lr: 0.0001")
-    rerun = run_in(project, "dvc", "repro")
-    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-    # the other corpus's card is rewritten as it was, so nothing after it runs (not named
-    # "again" as in test_second_corpus: DVC's run cache would restore those stages there)
-    assert stages_run(rerun) == TEXT_CHAIN | {"finetune_text@other"}
 
 
 def test_dvc_exp_run_with_a_changed_setting_and_exp_show(project: Path):
@@ -189,12 +218,20 @@ def test_second_corpus_runs_side_by_side_and_reuses_cached_features(project: Pat
     configs = {name: load_checkpoint(project / f"data/models/{name}/model.safetensors")[
         "model_config"] for name in ("demo", "again")}
     assert (configs["again"]["modalities"], configs["again"]["d_model"]) == (["text"], 32)
-    assert configs["demo"]["modalities"] == ["text", "audio", "visual"]
+    assert configs["demo"]["modalities"] == ["text", "acoustic", "facial"]
     # the same clips and texts: every feature comes from the per-utterance cache
     assert len(list((project / "data" / "cache").rglob("*.arrow"))) == cache_entries
     query = run_in(project, "mcncl", "query", "select count(*) as n from again.facial")
     assert query.returncode == 0 and "72" in query.stdout, query.stderr
     assert (project / "data" / "models" / "again" / "metrics.json").is_file()
+    # fine-tuning is off for both: a finetune setting reruns their finetune_text stages, which
+    # write the same card, so nothing after them runs
+    assert json.loads((project / "data/models/again/text_encoder/card.json").read_text()) == {
+        "enabled": False}
+    set_param(project, "  lr: 0.00005", "  lr: 0.0001")
+    rerun = run_in(project, "dvc", "repro")
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert stages_run(rerun) == {"finetune_text@demo", "finetune_text@again"}
 
 
 def test_remote_push_then_pull_restores_every_artefact(project: Path, tmp_path: Path):
@@ -230,20 +267,6 @@ def _digest(path: Path) -> str:
         digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode())
         digest.update(file.read_bytes())
     return digest.hexdigest()
-
-
-def test_pipeline_flow_brings_the_graph_up_to_date_stage_by_stage(project: Path):
-    set_param(project, "  dropout: 0.2", "  dropout: 0.3")
-    result = run_in(project, "mcncl", "pipeline")
-    assert result.returncode == 0, result.stderr
-    assert "stages run: train@demo, evaluate@demo" in result.stderr
-    assert "Task run 'dvc-repro-extract_facial'" in result.stderr  # one task per stage
-    forced = run_in(project, "mcncl", "pipeline", "evaluate", "--force")
-    assert forced.returncode == 0, forced.stderr
-    assert "stages run: evaluate@demo" in forced.stderr
-    unknown = run_in(project, "mcncl", "pipeline", "evalute")
-    assert unknown.returncode == 2
-    assert "unknown stage(s) evalute; dvc.yaml has demo_corpus, manifest," in unknown.stderr
 
 
 def test_predict_a_clip_gives_what_the_pipeline_gave_and_clear_errors(project: Path, tmp_path):

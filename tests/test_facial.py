@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from extractors.base import Failure, UtteranceInput
+from extractors.corpora.demo import feat_data_dir
 from extractors.facial import AUS, FacialConfig, FacialExtractor
 from extractors.video import sample_frames
-from mcncl.demo import feat_data_dir
 from tests.media import make_clip
 
 FEAT = feat_data_dir()

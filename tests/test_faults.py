@@ -23,10 +23,10 @@ import torch
 
 from extractors.atomic import write_parquet
 from extractors.corpora.csv_corpus import prepare_csv
+from extractors.corpora.demo import feat_data_dir
 from fusion.checkpoint import load_checkpoint
-from mcncl.demo import feat_data_dir
 from tests.media import make_speech_corpus
-from tests.project import prefect_ui, run_in
+from tests.project import prefect_ui, run_in, tool_env
 from tests.tensor_cache import make_tensor_cache
 
 PHOTOS = ["0-f15-hao-ph.jpg", "0-f1-su-ph.jpg", "15-f13-anc-ph.jpg", "45-m7-di-ph.jpg"]
@@ -144,6 +144,9 @@ def training_project(root: Path) -> Path:
 def test_sigkill_during_training_then_resume_matches_an_uninterrupted_run(tmp_path: Path):
     killed, whole = training_project(tmp_path / "killed"), training_project(tmp_path / "whole")
     log = killed / "data/models/c/train_log.csv"
+    reference = subprocess.Popen([sys.executable, "-m", "mcncl", "train"], cwd=whole,
+                                 env=tool_env(), stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE, text=True)  # meanwhile, on one thread
     proc = subprocess.Popen([sys.executable, "-m", "mcncl", "train"], cwd=killed,
                             start_new_session=True, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -153,8 +156,8 @@ def test_sigkill_during_training_then_resume_matches_an_uninterrupted_run(tmp_pa
     resumed = run_in(killed, sys.executable, "-m", "mcncl", "train", "--resume")
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming after epoch {epochs_done}" in resumed.stderr
-    reference = run_in(whole, sys.executable, "-m", "mcncl", "train")
-    assert reference.returncode == 0, reference.stderr
+    _, stderr = reference.communicate(timeout=600)
+    assert reference.returncode == 0, stderr
     curves = [(p / "data/models/c/train_log.csv").read_text().splitlines()
               for p in (killed, whole)]
     assert curves[0] == curves[1]

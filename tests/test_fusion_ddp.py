@@ -32,8 +32,8 @@ REPO = Path(__file__).resolve().parents[1]
 BASE = ModelConfig(d_model=16, n_heads=2, n_layers=1, dropout=0.0, projection_dim=8)
 CONFIGS = {
     "text-only": {"modalities": ("text",)},
-    "audio-only": {"modalities": ("audio",)},
-    "visual-only": {"modalities": ("visual",)},
+    "acoustic-only": {"modalities": ("acoustic",)},
+    "facial-only": {"modalities": ("facial",)},
     "concat": {"fusion": "concat"},
     "context": {"context": True},
     "full": {},

@@ -43,10 +43,10 @@ def test_masked_values_change_nothing(batch):
 def test_missing_modality_is_left_out_of_the_fusion(batch):
     net = model()
     gone = dict(batch)
-    gone["visual_present"] = torch.zeros_like(batch["visual_present"])
-    gone["visual_mask"] = torch.zeros_like(batch["visual_mask"])
+    gone["facial_present"] = torch.zeros_like(batch["facial_present"])
+    gone["facial_mask"] = torch.zeros_like(batch["facial_mask"])
     changed = dict(gone)
-    changed["visual"] = torch.randn_like(batch["visual"].float())
+    changed["facial"] = torch.randn_like(batch["facial"].float())
     assert torch.allclose(net(gone)[0], net(changed)[0], atol=1e-5)
     none_at_all = {**gone, **{f"{m}_{k}": torch.zeros_like(batch[f"{m}_{k}"])
                               for m in DIMS for k in ("mask", "present")}}
@@ -55,12 +55,12 @@ def test_missing_modality_is_left_out_of_the_fusion(batch):
 
 def test_subsets_and_concat_fusion(batch):
     assert model(modalities=("text",))(batch)[0].shape == (16, 3)
-    assert set(model(modalities=("audio", "visual"))(batch)[1]) == {"audio", "visual"}
+    assert set(model(modalities=("acoustic", "facial"))(batch)[1]) == {"acoustic", "facial"}
     assert model(fusion="concat")(batch)[0].shape == (16, 3)
     with pytest.raises(ValueError, match="model.fusion 'sum' is unknown"):
         model(fusion="sum")
     with pytest.raises(ValueError, match="has none of the features built"):
-        MCNCL(ModelConfig(modalities=("visual",)), {"text": 16}, 0, 3)
+        MCNCL(ModelConfig(modalities=("facial",)), {"text": 16}, 0, 3)
 
 
 def test_temporal_pyramid_ignores_masked_frames():

@@ -129,7 +129,7 @@ def test_speaker_normalisation_uses_each_speakers_own_statistics(tmp_path: Path)
     functionals = train_split["functionals"].float().reshape(3, 8, 3)  # speaker by speaker
     assert torch.allclose(functionals.mean(1), torch.zeros(3, 3), atol=1e-2)
     assert torch.allclose(functionals.std(1, unbiased=False), torch.ones(3, 3), atol=1e-2)
-    frames = train_split["audio"].float()[:8][train_split["audio_mask"][:8]]
+    frames = train_split["acoustic"].float()[:8][train_split["acoustic_mask"][:8]]
     assert torch.allclose(frames.mean(0), torch.zeros(3), atol=1e-2)
     # too few utterances: the train statistics (kept for predict) are used instead
     few = build_tensors(manifest, features, tmp_path / "f",
@@ -196,7 +196,7 @@ def test_speaker_folds_are_disjoint_and_select_on_the_next_fold(tmp_path: Path,
     (project / "params.yaml").write_text(
         "corpora: {toy: {kind: ravdess, root: none}}\n"
         "tensors: {speaker_norm: speaker, speaker_min_utterances: 4}\n"
-        "model: {modalities: [audio], d_model: 16, n_heads: 2, n_layers: 1}\n"
+        "model: {modalities: [acoustic], d_model: 16, n_heads: 2, n_layers: 1}\n"
         "train: {epochs: 1, batch_size: 16, num_threads: 1}\ncv: {folds: 3}\n")
     monkeypatch.chdir(project)
     done = CliRunner().invoke(app, ["cv", "--corpus", "toy"])
@@ -228,7 +228,7 @@ def test_seeds_and_coverage_in_metrics(tmp_path: Path):
     test = load_split(cache, "test", torch.device("cpu"))
     coverage = metrics["coverage"]
     assert coverage["n"] == 24 and coverage["text"] == int(test["text_present"].sum())
-    none = ~(test["text_present"] | test["audio_present"] | test["visual_present"])
+    none = ~(test["text_present"] | test["acoustic_present"] | test["facial_present"])
     assert coverage["none"] == int(none.sum())
     written = json.loads((tmp_path / "m" / "metrics.json").read_text())
     assert written["seeds"]["n"] == 2 and written["coverage"] == coverage
@@ -238,18 +238,19 @@ def test_seeds_and_coverage_in_metrics(tmp_path: Path):
 
 
 def test_report_shows_seeds_and_the_scored_coverage(tmp_path: Path):
+    from flows.layout import Layout
     from mcncl.report import build_report
     from tests.test_report import cells, make_run
 
     make_run(tmp_path)
     path = tmp_path / "models" / "c" / "metrics.json"
     metrics = json.loads(path.read_text())
-    metrics["coverage"] = {"n": 2, "text": 2, "audio": 1, "visual": 0, "none": 0}
+    metrics["coverage"] = {"n": 2, "text": 2, "acoustic": 1, "facial": 0, "none": 0}
     metrics["seeds"] = {"n": 3, "best_dev_seed": 14, "dev_weighted_f1_mean": 0.5,
                         "dev_weighted_f1_std": 0.02, "test_weighted_f1_mean": 0.4,
                         "test_weighted_f1_std": 0.03}
     path.write_text(json.dumps(metrics))
-    page = build_report(tmp_path, "c")
+    page = build_report(Layout("c", tmp_path))
     assert cells(page, "<h2>Seeds</h2>") == ["3", "14", "0.500 ± 0.020", "0.400 ± 0.030"]
     assert cells(page, "Modalities of the test") == ["2", "2", "1", "0", "0"]
     assert cells(page, "Coverage")[:2] == ["train", "4"]  # the feature coverage still follows

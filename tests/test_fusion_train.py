@@ -102,20 +102,20 @@ def test_build_tensors_from_feature_tables(tmp_path: Path):
         "aus": pa.array([[[0.5] * 3, None, [0.7] * 3]], pa.list_(vec(3))),
     }), features / "facial.parquet")
     meta = build_tensors(manifest, features, tmp_path / "t",
-                         TensorConfig(max_text_tokens=8, max_visual_frames=4))
+                         TensorConfig(max_text_tokens=8, max_facial_frames=4))
     assert meta["splits"] == {"train": ["a", "b"], "dev": ["c"], "test": ["d"]}
-    assert meta["dims"] == {"text": 4, "audio": 2, "visual": 3}
+    assert meta["dims"] == {"text": 4, "acoustic": 2, "facial": 3}
     train_split = load_split(tmp_path / "t", "train", torch.device("cpu"))
     assert train_split["text"].shape == (2, 8, 4) and train_split["text"].dtype == torch.float16
     assert train_split["text_mask"].sum(1).tolist() == [3, 0]
     assert train_split["text_present"].tolist() == [True, False]  # b has no text: masked
-    assert train_split["audio_mask"].sum(1).tolist() == [2, 3]  # 10 Hz: 20 → 2, 35 → 3 frames
-    audio = train_split["audio"].float()
+    assert train_split["acoustic_mask"].sum(1).tolist() == [2, 3]  # 10 Hz: 20 → 2, 35 → 3 frames
+    acoustic = train_split["acoustic"].float()
     mean, std = (2 * 1 + 3 * 3) / 5, np.sqrt((2 * 1.2**2 + 3 * 0.8**2) / 5)  # train frames
-    assert np.allclose(audio[0, :2, 0], (1 - mean) / std, atol=1e-3)
-    assert np.allclose(audio[1, :3, 0], (3 - mean) / std, atol=1e-3)
-    assert meta["normalisation"]["audio"]["mean"][0] == pytest.approx(mean)
-    assert train_split["visual_mask"].tolist()[1][:3] == [True, False, True]
+    assert np.allclose(acoustic[0, :2, 0], (1 - mean) / std, atol=1e-3)
+    assert np.allclose(acoustic[1, :3, 0], (3 - mean) / std, atol=1e-3)
+    assert meta["normalisation"]["acoustic"]["mean"][0] == pytest.approx(mean)
+    assert train_split["facial_mask"].tolist()[1][:3] == [True, False, True]
     assert train_split["label"].tolist() == [0, 1]
     dev = load_split(tmp_path / "t", "dev", torch.device("cpu"))
     assert dev["text_mask"].sum().item() == 8  # 50 tokens capped at 8
@@ -158,4 +158,4 @@ def test_ablations_table_and_dvc_commands(tmp_path: Path):
     assert all(r["split"] == "dev" and 0 <= r["weighted_f1"] <= 1 for r in rows)
     assert "test" not in Path(ABLATIONS_FILE).read_text()  # compared on dev, nothing else
     by_name = {r["ablation"]: r for r in rows}
-    assert by_name["full"] != by_name["visual-only"]  # different models, different scores
+    assert by_name["full"] != by_name["facial-only"]  # different models, different scores

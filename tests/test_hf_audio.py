@@ -111,7 +111,7 @@ def test_through_the_flow_cached_with_error_rows_and_into_tensors(wav2vec2, tmp_
     [failure] = make_extractor("acoustic", acoustic).extract([utt(bad)])
     assert isinstance(failure, Failure) and failure.kind == "silent"
     meta = build_tensors(manifest, tmp_path / "out", tmp_path / "tensors", TensorConfig())
-    assert meta["dims"] == {"audio": 32}
+    assert meta["dims"] == {"acoustic": 32}
 
 
 def test_compare_2016_through_the_flow_and_into_tensors(tmp_path):
@@ -125,5 +125,5 @@ def test_compare_2016_through_the_flow_and_into_tensors(tmp_path):
     assert schema.field("functionals").type.list_size == 6373
     assert schema.field("lld").type.value_type.list_size == 65
     meta = build_tensors(manifest, tmp_path / "out", tmp_path / "tensors", TensorConfig())
-    assert meta["dims"] == {"audio": 65}
+    assert meta["dims"] == {"acoustic": 65}
     assert load_file(tmp_path / "tensors" / "train.safetensors")["functionals"].shape == (2, 6373)

@@ -17,7 +17,7 @@ import pytest
 from safetensors.numpy import load_file
 
 from extractors.corpora import CorpusError, prepare_corpus
-from mcncl.demo import feat_data_dir
+from extractors.corpora.demo import feat_data_dir
 from tests.media import make_clip, make_speech
 from tests.project import prefect_ui, run_in
 from tests.test_meld import row, write_csv
@@ -203,8 +203,8 @@ def test_training_runs_on_what_is_usable_and_masks_the_rest(project: Path):
     meta = json.loads((tensors / "meta.json").read_text())
     train = load_file(str(tensors / "train.safetensors"))
     index = {u: i for i, u in enumerate(meta["splits"]["train"])}
-    for stage, name in (("acoustic", "audio"), ("facial", "visual"), ("text", "text")):
-        masked = {u for u, i in index.items() if not train[f"{name}_present"][i]}
+    for stage in ("acoustic", "facial", "text"):  # a model input is named as its stage
+        masked = {u for u, i in index.items() if not train[f"{stage}_present"][i]}
         assert masked == set(expected(stage)), stage
     metrics = json.loads((project / "data/models/hostile/metrics.json").read_text())
     assert metrics["split"] == "dev" and metrics["n"] == len(DEV)

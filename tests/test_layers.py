@@ -9,7 +9,7 @@ REPO = Path(__file__).resolve().parents[1]
 # what each layer may import from the project; extractors/atomic.py is the leaf I/O module
 MAY_IMPORT = {
     "extractors": {"extractors"},
-    "flows": {"flows", "extractors"},
+    "flows": {"flows", "extractors", "fusion"},  # the stages run extractors and fusion
     "fusion": {"fusion", "extractors"},
     "mcncl": {"mcncl", "flows", "fusion", "extractors"},
 }

@@ -3,10 +3,12 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
-from extractors.corpora import CorpusError, prepare_corpus
+from extractors.corpora import CorpusError, prepare_corpus, write_manifest
 from extractors.corpora.meld import LABELS, parse_timestamp, prepare_meld
+from extractors.inputs import read_inputs
 from tests.media import make_clip
 
 HEADER = ["Sr No.", "Utterance", "Speaker", "Emotion", "Sentiment", "Dialogue_ID",
@@ -135,3 +137,19 @@ def test_meld_follows_a_linked_clip_folder_and_csv(meld_tree: Path, tmp_path_fac
     assert rows["meld/train/dia0_utt0"]["video_path"] == "train/train_splits/dia0_utt0.mp4"
     assert report.counts == {"missing_clip": 1, "corrupt_clip": 1, "unlisted_clip": 1,
                              "no_clip_folder": 1, "bad_timestamp": 1}
+
+
+def test_a_relative_root_is_stored_relative_to_the_manifest_so_every_clone_writes_the_same(
+        meld_tree: Path, monkeypatch):
+    monkeypatch.chdir(meld_tree.parent)
+    relative = Path(meld_tree.name)
+    out = Path("project-data") / "manifests" / "m.parquet"
+    write_manifest("meld", relative, out, name="meld")
+    stored = pq.read_schema(out).metadata[b"corpus_root"].decode()
+    assert stored == f"../../{meld_tree.name}"  # no absolute path of this machine
+    monkeypatch.chdir("/")  # read from anywhere: resolved against the manifest's folder
+    [first] = [u for u in read_inputs(meld_tree.parent / out)
+               if u.utterance_id == "meld/train/dia0_utt0"]
+    assert first.video_path == str(meld_tree / "train/train_splits/dia0_utt0.mp4")
+    absolute = write_manifest("meld", meld_tree, meld_tree.parent / "abs.parquet", name="meld")
+    assert absolute[0].schema.metadata[b"corpus_root"].decode() == str(meld_tree.resolve())

@@ -52,6 +52,9 @@ def test_ui_server_receives_a_stage_run_with_tags_task_runs_and_artifact(env, tm
         assert artifact["type"] == "markdown" and artifact["flow_run_id"] == run["id"]
         assert "| split | rows | labels | with audio | with video |" in artifact["data"]
         assert "| dev | 2 | 2 | 0 | 0 |" in artifact["data"]
+        other = mcncl(env, tmp_path, "ui", "--port", str(free_port()))  # one server, kept
+        assert other.returncode == 0 and f"Prefect UI: {url}" in other.stdout
+        assert "already running, so it stays on" in other.stderr
     finally:
         stopped = mcncl(env, tmp_path, "ui", "--stop")
     assert stopped.returncode == 0 and "Prefect server stopped." in stopped.stderr

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from extractors.base import UtteranceInput
+from extractors.corpora.demo import feat_data_dir
 from extractors.facial import AUS, VERSION, FacialConfig, FacialExtractor
 from extractors.pyfeat_backend import find_weights
-from mcncl.demo import feat_data_dir
 
 
 def test_missing_weights_give_one_clear_error(tmp_path: Path):

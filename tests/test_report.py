@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from flows.layout import Layout
 from mcncl.report import ReportError, build_report, write_report
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,7 +53,7 @@ def cells(page: str, after: str) -> list[str]:
 
 def test_report_holds_every_section_with_the_runs_numbers(tmp_path: Path):
     make_run(tmp_path)
-    page = build_report(tmp_path, "c")
+    page = build_report(Layout("c", tmp_path))
     assert cells(page, "<h2>Scores</h2>") == ["test", "2", "0.333", "0.500", "0.333", "2",
                                               "0.500"]
     assert cells(page, "<h2>F1 per class</h2>")[:2] == ["joy", "0.667"]
@@ -69,14 +70,14 @@ def test_report_holds_every_section_with_the_runs_numbers(tmp_path: Path):
 def test_report_without_an_evaluation_says_what_to_run(tmp_path: Path):
     with pytest.raises(ReportError, match=r"models/c/metrics.json: no evaluation yet; run "
                        r"`dvc repro` \(or `mcncl evaluate`\) first."):
-        build_report(tmp_path, "c")
+        build_report(Layout("c", tmp_path))
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed "
                     "(make test installs it)")
 def test_report_renders_in_headless_chromium(tmp_path: Path):
     make_run(tmp_path)
-    report = write_report(tmp_path, "c", tmp_path / "report.html")
+    report = write_report(Layout("c", tmp_path), tmp_path / "report.html")
     shot = tmp_path / "report.png"
     result = subprocess.run([REPO / "scripts" / "screenshot_report.sh", report, shot],
                             capture_output=True, text=True)

@@ -32,3 +32,11 @@ def test_the_train_stage_runs_the_training_code_and_not_the_report():
     runs = stage_code(stage_commands()["train"])
     assert {"mcncl/cli.py", "fusion/train.py", "fusion/model.py", "fusion/checkpoint.py"} <= runs
     assert "mcncl/report.py" not in runs and "fusion/evaluate.py" not in runs
+
+
+def test_a_stage_function_counts_only_for_the_command_that_calls_it():
+    """flows/stages.py holds every stage; each command depends on its own stage's code."""
+    manifest = stage_code(stage_commands()["manifest"])
+    assert {"flows/stages.py", "extractors/corpora/__init__.py"} <= manifest
+    assert not {"fusion/train.py", "fusion/tensors.py", "extractors/text_finetune.py"} & manifest
+    assert "fusion/tensors.py" in stage_code(stage_commands()["build_tensors"])

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from extractors.atomic import write_parquet
 from extractors.corpora.csv_corpus import prepare_csv
 from extractors.corpora.iemocap import prepare_iemocap
-from extractors.corpora.manifest import CorpusError, Report
+from extractors.corpora.manifest import CorpusError, Report, root_relative_to, split_counts
 from extractors.corpora.meld import prepare_meld
 from extractors.corpora.ravdess import prepare_ravdess
 
@@ -40,4 +41,14 @@ def prepare_corpus(
     raise CorpusError(f"corpus kind {kind!r} is unknown; use one of {', '.join(KINDS)}.")
 
 
-__all__ = ["KINDS", "CorpusError", "Report", "prepare_corpus"]
+def write_manifest(kind: str, root: str | Path, out: Path, **options) -> tuple[pa.Table, Report]:
+    """:func:`prepare_corpus`, then the manifest written to ``out`` atomically. A root given
+    as a relative path (``root: data/demo`` in params.yaml) is stored relative to ``out``."""
+    table, report = prepare_corpus(kind, root, **options)
+    if not Path(root).is_absolute():
+        table = root_relative_to(table, out.parent)
+    write_parquet(table, out)
+    return table, report
+
+
+__all__ = ["KINDS", "CorpusError", "Report", "prepare_corpus", "split_counts", "write_manifest"]

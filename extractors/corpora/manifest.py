@@ -8,11 +8,13 @@ table whose schema metadata records the corpus root, the label set and what was 
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 SPLITS = ("train", "dev", "test")
@@ -35,6 +37,19 @@ SCHEMA = pa.schema(
         ("source_end_s", pa.float64()),
     ]
 )
+
+
+def split_counts(table: pa.Table) -> list[dict[str, object]]:
+    """Per split: utterances, distinct labels, and how many have an audio and a video file."""
+    rows = []
+    for split in SPLITS:
+        part = table.filter(pc.equal(table["split"], split))
+        if part.num_rows:
+            rows.append({"split": split, "rows": part.num_rows,
+                         "labels": len(set(part["label"].to_pylist())),
+                         "with audio": part.num_rows - part["audio_path"].null_count,
+                         "with video": part.num_rows - part["video_path"].null_count})
+    return rows
 
 
 class CorpusError(ValueError):
@@ -129,13 +144,26 @@ def build_manifest(
 
 
 def corpus_root(table_or_path: pa.Table | str | Path) -> Path:
-    """The absolute corpus root stored in a manifest's metadata."""
+    """The corpus root stored in a manifest's metadata; a relative one (see
+    :func:`root_relative_to`) is relative to the manifest file's folder."""
     schema = (
         table_or_path.schema
         if isinstance(table_or_path, pa.Table)
         else pq.read_schema(table_or_path)
     )
-    return Path(schema.metadata[b"corpus_root"].decode())
+    root = Path(schema.metadata[b"corpus_root"].decode())
+    if not root.is_absolute() and not isinstance(table_or_path, pa.Table):
+        root = Path(os.path.normpath(Path(table_or_path).absolute().parent / root))
+    return root
+
+
+def root_relative_to(table: pa.Table, folder: Path) -> pa.Table:
+    """``table`` with its corpus root stored relative to ``folder`` (where the manifest is
+    written): a corpus inside the project then gives the same manifest bytes in every clone."""
+    metadata = dict(table.schema.metadata)
+    root = os.path.relpath(metadata[b"corpus_root"].decode(), Path(folder).absolute())
+    metadata[b"corpus_root"] = Path(root).as_posix().encode()
+    return table.replace_schema_metadata(metadata)
 
 
 def manifest_labels(table: pa.Table) -> list[str]:

