@@ -12,7 +12,10 @@ standardised per speaker (the manifest's ``speaker``) with that speaker's own st
 all of its utterances. Those use unlabelled features only, so they are as legitimate for an
 unseen test speaker as for a training one. A speaker with fewer than
 ``speaker_min_utterances`` utterances (or no name, or a lone clip in ``mcncl predict``)
-falls back to the train statistics, which ``meta.json`` keeps.
+falls back to the train statistics, which ``meta.json`` keeps. Standardised values are
+clipped to ±``CLIP_SD`` standard deviations: a feature almost constant over the train
+utterances (ComParE has such) lands thousands of deviations out for a new speaker, past
+float16's range (an inf in the cache, a NaN in training).
 
 ``speaker`` in the cache is each speaker's index within its dialogue (0 for whoever speaks
 first, 1 for the next new voice, ...), as ERC models use it: it means the same for a dialogue
@@ -171,6 +174,7 @@ def _put(arrays: dict, name: str, i: int, matrix: np.ndarray, mask: np.ndarray) 
     arrays[f"{name}_present"][i] = bool(mask.any())
 
 
+CLIP_SD = 20.0
 SCALED = {"text": ("text",), "acoustic": ("acoustic", "functionals"), "facial": ("facial",)}
 BY_SPEAKER = ("acoustic", "facial")  # what speaker_norm scales; text is not a voice or a face
 
@@ -204,7 +208,7 @@ def _standardise(arrays: dict, train: np.ndarray, speakers: np.ndarray, config: 
             norms[name] = {"mean": mean.tolist(), "std": std.tolist()}
             for chosen, m, s in [*plans, (rows, mean, std)]:
                 where = _rows(valid, chosen)
-                arrays[name][where] = (arrays[name][where] - m) / s
+                arrays[name][where] = np.clip((arrays[name][where] - m) / s, -CLIP_SD, CLIP_SD)
     return norms
 
 

@@ -143,6 +143,21 @@ def test_speaker_normalisation_uses_each_speakers_own_statistics(tmp_path: Path)
         build_tensors(manifest, features, tmp_path / "x", TensorConfig(speaker_norm="actor"))
 
 
+def test_a_feature_constant_in_train_stays_finite_for_a_new_speaker():
+    """Standardised values are clipped, so float16 storage never holds an inf."""
+    from fusion.tensors import CLIP_SD, _standardise
+
+    functionals = np.array([[1.0, 5.0], [1.0 + 2e-5, 6.0], [1.0, 7.0], [3.0, 6.0]], np.float32)
+    arrays = {"functionals": functionals, "acoustic": functionals[:, None, :].copy(),
+              "acoustic_mask": np.ones((4, 1), bool), "acoustic_present": np.ones(4, bool)}
+    train = np.array([True, True, True, False])
+    _standardise(arrays, train, np.full(4, -1), TensorConfig(), {})
+    new = arrays["functionals"][3]
+    assert new[0] == CLIP_SD  # (3 - 1) / ~1e-5: 200,000 standard deviations, clipped
+    assert new[1] == pytest.approx(0.0, abs=1e-5)  # a normal feature is untouched
+    assert np.isfinite(arrays["acoustic"].astype(np.float16)).all()
+
+
 def test_schedule_ends_at_its_minimum_on_the_last_real_step(tmp_path: Path):
     lengths = [1, 7, 2, 9, 3, 3, 8, 1, 5, 6]  # dialogues of uneven length
     dialogue = torch.repeat_interleave(torch.arange(10), torch.tensor(lengths))
