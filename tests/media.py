@@ -6,6 +6,8 @@ import csv
 import subprocess
 from pathlib import Path
 
+from extractors.configs import AcousticConfig
+
 
 def make_clip(path: Path, seconds: float = 1.0, audio: bool = True, video: bool = True) -> Path:
     """A small mp4 with a test pattern and/or a sine tone."""
@@ -76,3 +78,9 @@ def make_speech_corpus(root: Path, n: int, bad: dict[str, bytes] | None = None) 
     table, _ = prepare_csv(root / "corpus.csv", name="speech")
     write_parquet(table, root / "manifest.parquet")
     return root / "manifest.parquet"
+
+
+def egemaps(**settings) -> AcousticConfig:
+    """The acoustic settings with eGeMAPSv02 (88 functionals, 25 LLDs), the small openSMILE
+    set the extractor tests check by name; the pipeline's default is ComParE_2016."""
+    return AcousticConfig(feature_set="eGeMAPSv02", **settings)

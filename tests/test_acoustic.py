@@ -7,12 +7,12 @@ import pytest
 
 from extractors.acoustic import AcousticConfig, AcousticExtractor
 from extractors.base import Failure, UtteranceInput
-from tests.media import make_clip, make_speech, make_wav
+from tests.media import egemaps, make_clip, make_speech, make_wav
 
 
 @pytest.fixture(scope="module")
 def extractor() -> AcousticExtractor:
-    return AcousticExtractor(AcousticConfig())
+    return AcousticExtractor(egemaps())
 
 
 def write(path: Path, content: bytes) -> Path:
@@ -34,10 +34,10 @@ def test_speech_gives_functionals_and_lld_sequence(tmp_path, extractor):
     names = extractor.metadata["lld_names"]
     assert names[0] == "Loudness_sma3" and len(names) == 25
     assert extractor.metadata["functionals_names"][0].startswith("F0semitone")
-    coarse = AcousticExtractor(AcousticConfig(lld_hop_ms=40)).extract([audio(wav)])[0]
+    coarse = AcousticExtractor(egemaps(lld_hop_ms=40)).extract([audio(wav)])[0]
     assert len(coarse["lld"]) == -(-len(row["lld"]) // 4)
     np.testing.assert_allclose(coarse["lld"][0], row["lld"][:4].mean(axis=0), rtol=1e-5)
-    functionals_only = AcousticExtractor(AcousticConfig(levels=("functionals",)))
+    functionals_only = AcousticExtractor(egemaps(levels=("functionals",)))
     assert functionals_only.schema.names == ["duration_s", "functionals"]
 
 
@@ -47,7 +47,7 @@ def test_audio_track_of_video_segment_and_cap(tmp_path, extractor):
                                      audio(clip, start=1.0, end=2.5, video=True)])
     assert whole["duration_s"] == pytest.approx(3.0, abs=0.05)
     assert part["duration_s"] == pytest.approx(1.5, abs=0.05)
-    capped = AcousticExtractor(AcousticConfig(max_duration_s=1.0)).extract([audio(clip)])[0]
+    capped = AcousticExtractor(egemaps(max_duration_s=1.0)).extract([audio(clip)])[0]
     assert capped["duration_s"] == pytest.approx(1.0, abs=0.01)
 
 
@@ -92,8 +92,8 @@ def test_digest_follows_content_not_name(tmp_path, extractor):
 @pytest.mark.parametrize(
     ("config", "message"),
     [
-        (AcousticConfig(lld_hop_ms=15), "lld_hop_ms must be a multiple of 10"),
-        (AcousticConfig(levels=("frames",)), "levels must be a non-empty subset"),
+        (egemaps(lld_hop_ms=15), "lld_hop_ms must be a multiple of 10"),
+        (egemaps(levels=("frames",)), "levels must be a non-empty subset"),
         (AcousticConfig(feature_set="GeMAPSv99"), "feature_set 'GeMAPSv99' is unknown"),
     ],
 )

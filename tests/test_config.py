@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_repo_params_load_typed():
     params = load_params(REPO / "params.yaml")
-    assert params.corpora == {"demo": CorpusConfig()}  # shipped params = documented defaults
+    # shipped params = documented defaults, but the demo trains on one thread (reproducible)
+    assert params.corpora == {"demo": replace(CorpusConfig(), train=replace(
+        params.train, num_threads=1))}
+    assert params.train.num_threads == 0 and params.acoustic.feature_set == "ComParE_2016"
     assert params.corpus().dev_actors == (11, 12)
 
 

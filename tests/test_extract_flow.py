@@ -16,10 +16,9 @@ import pyarrow.parquet as pq
 import pytest
 
 import flows.extract
-from extractors.acoustic import AcousticConfig
 from flows.config import ExtractConfig
 from flows.extract import TooManyErrors, run_extraction
-from tests.media import make_speech, make_speech_corpus
+from tests.media import egemaps, make_speech, make_speech_corpus
 
 BAD = {"zero.mp4": b"", "text.mp4": b"this is not a video"}
 
@@ -29,7 +28,7 @@ def corpus(tmp_path: Path) -> Path:
     return make_speech_corpus(tmp_path / "corpus", 8, BAD)
 
 
-def run(manifest: Path, tmp_path: Path, acoustic=AcousticConfig(workers=2), **extract):
+def run(manifest: Path, tmp_path: Path, acoustic=egemaps(workers=2), **extract):
     config = ExtractConfig(cache_dir=str(tmp_path / "cache"), retry_delay_s=0, **extract)
     return run_extraction("acoustic", manifest, tmp_path / "out", config,
                           replace(acoustic, shard_size=3))
@@ -68,7 +67,7 @@ def test_adding_one_clip_computes_one_and_config_change_recomputes(corpus: Path,
     assert (again.total, again.computed, again.cached) == (11, 1, 10)
     after = pq.read_table(tmp_path / "out" / "acoustic.parquet")
     assert after.slice(0, 8).equals(before)  # the cached rows are the same values
-    coarser = run(corpus, tmp_path, acoustic=AcousticConfig(lld_hop_ms=20))
+    coarser = run(corpus, tmp_path, acoustic=egemaps(lld_hop_ms=20))
     assert (coarser.computed, coarser.cached) == (11, 0)
 
 
@@ -96,21 +95,21 @@ class FlakyOnce:
 
 
 def test_transient_fault_is_retried_or_recorded_not_cached(corpus, tmp_path, monkeypatch):
-    real = flows.extract.get_extractor("acoustic", AcousticConfig(workers=1))
+    real = flows.extract.get_extractor("acoustic", egemaps(workers=1))
     flaky = FlakyOnce(real)
     monkeypatch.setattr(flows.extract, "get_extractor", lambda *a: flaky)
-    retried = run(corpus, tmp_path, acoustic=AcousticConfig(workers=1), retries=1)
+    retried = run(corpus, tmp_path, acoustic=egemaps(workers=1), retries=1)
     assert (retried.failed, flaky.calls) == (2, 5)  # 4 shards, one retried once
     shutil.rmtree(tmp_path / "cache")
     flaky.calls = 0
-    summary = run(corpus, tmp_path, acoustic=AcousticConfig(workers=1), retries=0,
+    summary = run(corpus, tmp_path, acoustic=egemaps(workers=1), retries=0,
                   max_error_rate=1.0)
     kinds = pq.read_table(tmp_path / "out" / "errors" / "acoustic.parquet")["kind"].to_pylist()
     # 10 utterances in shards of 2, 3, 2, 3: the first shard's two fail as ``internal``
     assert kinds.count("internal") == 2 and kinds.count("unreadable") == 2
     assert summary.failed == 4
     monkeypatch.setattr(flows.extract, "get_extractor", lambda *a: real)
-    healed = run(corpus, tmp_path, acoustic=AcousticConfig(workers=1))
+    healed = run(corpus, tmp_path, acoustic=egemaps(workers=1))
     assert (healed.computed, healed.failed) == (2, 2)  # the internal failures were not cached
 
 
@@ -132,7 +131,7 @@ def test_sigkill_midway_then_rerun_reuses_work_and_matches(tmp_path: Path):
     manifest = make_speech_corpus(tmp_path / "corpus", 40)
     params = tmp_path / "params.yaml"
     params.write_text(f"extract:\n  cache_dir: {tmp_path / 'cache'}\n"
-                      "acoustic:\n  workers: 1\n  shard_size: 1\n")
+                      "acoustic:\n  feature_set: eGeMAPSv02\n  workers: 1\n  shard_size: 1\n")
     out = tmp_path / "out"
     command = [sys.executable, "-m", "mcncl", "extract", "acoustic", "--manifest",
                str(manifest), "--out-dir", str(out), "--params", str(params)]
@@ -163,7 +162,7 @@ def test_sigkill_midway_then_rerun_reuses_work_and_matches(tmp_path: Path):
 def test_digest_failures_are_error_rows_not_computed(tmp_path: Path):
     manifest = make_speech_corpus(tmp_path / "corpus", 2)
     os.remove(tmp_path / "corpus" / "clips" / "u001.wav")
-    summary = run(manifest, tmp_path, acoustic=AcousticConfig(workers=1),
+    summary = run(manifest, tmp_path, acoustic=egemaps(workers=1),
                   max_error_rate=1.0)
     assert (summary.computed, summary.failed, summary.kinds) == (1, 1, {"missing_file": 1})
 

@@ -7,12 +7,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from extractors.acoustic import AcousticConfig
 from extractors.atomic import write_parquet
 from extractors.corpora.ravdess import prepare_ravdess
 from flows.config import ExtractConfig
 from flows.extract import run_extraction
 from tests.conftest import SHARED_DATA
+from tests.media import egemaps
 
 pytestmark = pytest.mark.realdata
 
@@ -28,7 +28,7 @@ def test_ravdess_speech_clips_get_acoustic_features(tmp_path: Path):
     manifest = tmp_path / "manifest.parquet"
     write_parquet(pa.concat_tables([table, pa.table(bad, schema=table.schema)]), manifest)
     config = ExtractConfig(cache_dir=str(tmp_path / "cache"))
-    summary = run_extraction("acoustic", manifest, tmp_path / "out", config, AcousticConfig())
+    summary = run_extraction("acoustic", manifest, tmp_path / "out", config, egemaps())
     assert (summary.total, summary.failed) == (121, 1)
     rows = duckdb.sql(f"select count(*), min(len(functionals)), max(len(functionals)), "
                       f"min(len(lld)), min(len(lld[1])) from '{tmp_path}/out/acoustic.parquet'")
