@@ -24,6 +24,7 @@ import contextlib
 import csv
 import os
 import statistics
+import sys
 import tempfile
 import time
 from dataclasses import replace
@@ -31,18 +32,20 @@ from pathlib import Path
 
 import psutil
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/face_scenes.py
+
 from mcncl.offline import go_offline
 
 go_offline()
 
 from extractors.atomic import write_parquet  # noqa: E402
 from extractors.corpora import prepare_corpus  # noqa: E402
+from extractors.corpora.demo import build_demo  # noqa: E402
 from extractors.facial import FacialExtractor  # noqa: E402
 from extractors.inputs import read_inputs  # noqa: E402
 from extractors.video import sample_frames  # noqa: E402
 from flows.extract import run_extraction  # noqa: E402
 from mcncl.config import load_params  # noqa: E402
-from mcncl.demo import build_demo  # noqa: E402
 from tests.face_scenes import small_face_scenes  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

@@ -16,11 +16,14 @@ neutral ones of the same statement.
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/face_scenes.py
 
 from mcncl.offline import go_offline
 

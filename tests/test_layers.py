@@ -42,3 +42,25 @@ def test_the_leaf_io_module_imports_only_the_standard_library_and_pyarrow():
                 if isinstance(node, ast.ImportFrom) and node.module}
     assert modules <= {"__future__", "contextlib", "errno", "os", "tempfile", "collections",
                        "pathlib", "pyarrow", "json", "typing"}, modules
+
+
+def test_every_project_module_the_benchmarks_import_exists():
+    """bench/ is not run in CI: at least a moved module must not leave a benchmark unable to
+    start (as `from mcncl.demo import ...` did)."""
+    missing = [f"{path.relative_to(REPO)}:{line} imports {name}"
+               for path in sorted((REPO / "bench").glob("*.py"))
+               for line, name in project_imports(path) + _tests_imports(path)
+               if not _module_file(name)]
+    assert not missing, "; ".join(missing)
+
+
+def _tests_imports(path: Path) -> list[tuple[int, str]]:
+    return [(node.lineno, node.module) for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.ImportFrom) and node.module
+            and node.module.split(".")[0] == "tests"]
+
+
+def _module_file(name: str) -> bool:
+    base = REPO.joinpath(*name.split("."))
+    return base.with_suffix(".py").is_file() or (base / "__init__.py").is_file() or (
+        base.parent.with_suffix(".py").is_file())  # from module import name
