@@ -62,5 +62,4 @@ def _tests_imports(path: Path) -> list[tuple[int, str]]:
 
 def _module_file(name: str) -> bool:
     base = REPO.joinpath(*name.split("."))
-    return base.with_suffix(".py").is_file() or (base / "__init__.py").is_file() or (
-        base.parent.with_suffix(".py").is_file())  # from module import name
+    return base.with_suffix(".py").is_file() or (base / "__init__.py").is_file()
