@@ -109,7 +109,7 @@ def build_tensors_stage(layout: Layout, config: Any) -> dict:
 
 
 def train_stage(layout: Layout, model: Any, config: Any, resume: bool = False,
-          echo: Echo = print) -> dict:
+                echo: Echo = print) -> dict:
     """MCN-CL trained on ``layout.tensors``; the best dev checkpoint goes to ``layout.models``."""
     from fusion.train import train_seeds
 
