@@ -67,7 +67,7 @@ class HFAudioExtractor(SpeechExtractor):
         ])
         names = [f"{model_config.model_type}_{config.hf_layer}_{i}" for i in range(width)]
         self.metadata = {"functionals_names": [f"mean_{n}" for n in names], "lld_names": names,
-                         "lld_hop_s": str(config.hf_hop_ms / 1000), "model_path": str(folder)}
+                         "lld_hop_s": str(config.hf_hop_ms / 1000)}
 
     def features(self, audio: np.ndarray) -> dict:
         frames = self.encode(audio)

