@@ -7,7 +7,8 @@ Times, as medians of ``--runs``, in a Prefect home of its own (migrated before t
 - ``mcncl evaluate --corpus demo`` with no server running (this checkout starts the shared
   background server, stopped again after each run and not timed; older code starts Prefect's
   temporary server inside the process);
-- the same with the shared server already running (``mcncl ui``);
+- the same with the shared server already running (``mcncl ui``), the command run by its
+  warm worker (mcncl/warm.py) and, side by side, in a process of its own (``MCNCL_WARM=0``);
 - ``python -c "import torch"``, the floor: evaluate needs torch.
 
 ``--project`` is a folder holding ``params.yaml`` and the built demo (``data/tensors/demo``,
@@ -58,9 +59,9 @@ def measure(codes: dict[str, Path], project: Path, env: dict, runs: int) -> list
     """Every row's runs; the codes' runs alternate, in turn first."""
     times: dict[tuple[str, str], list[tuple[float, float]]] = {}
 
-    def timed(case: str, name: str, args: list[str]) -> None:
+    def timed(case: str, name: str, args: list[str], **extra: str) -> None:
         code = codes.get(name, REPO)
-        times.setdefault((case, name), []).append(run(code, project, env, args))
+        times.setdefault((case, name), []).append(run(code, project, {**env, **extra}, args))
 
     for i in range(runs):
         for name in list(codes)[::1 if i % 2 == 0 else -1]:
@@ -69,9 +70,14 @@ def measure(codes: dict[str, Path], project: Path, env: dict, runs: int) -> list
     ui(project, env, "--stop")
     ui(project, env, "--port", str(free_port()))
     run(REPO, project, env, EVALUATE)  # untimed: the new server settles
+    warm = Path(env["PREFECT_HOME"]) / "mcncl-ui.warm"
+    deadline = time.monotonic() + 120
+    while not warm.exists() and time.monotonic() < deadline:
+        time.sleep(0.5)
     for i in range(runs):
         for name in list(codes)[::1 if i % 2 == 0 else -1]:
             timed("server running", name, EVALUATE)
+        timed("server running, MCNCL_WARM=0", "this checkout", EVALUATE, MCNCL_WARM="0")
         timed("python -c 'import torch'", "-", ["-c", "import torch"])
     ui(project, env, "--stop")
     rows = []

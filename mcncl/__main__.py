@@ -1,3 +1,3 @@
-from mcncl.cli import app
+from mcncl.warm import main
 
-app(prog_name="mcncl")
+main()

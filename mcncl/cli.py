@@ -30,10 +30,12 @@ from mcncl.config import CorpusConfig, Params, load_params  # noqa: E402
 _exit_status: list[int] = []  # the command's exit status, once it has ended
 
 
-def _exit_without_finalizing() -> None:
+def exit_without_finalizing() -> None:
     """The last exit handler: once every other one has run (Prefect's log and event flushes,
     registered when Prefect is imported, later), end the process without Python's own
-    finalization, which spends ~1.5 s on 2 cores tearing down torch's and Prefect's modules."""
+    finalization, which spends ~1.5 s on 2 cores tearing down torch's and Prefect's modules.
+    (A child of the warm worker, mcncl/warm.py, has Prefect imported before this module, so it
+    unregisters this handler and ends itself the same way.)"""
     if _exit_status:
         logging.shutdown()
         sys.stdout.flush()
@@ -41,11 +43,11 @@ def _exit_without_finalizing() -> None:
         os._exit(_exit_status[0])
 
 
-atexit.register(_exit_without_finalizing)  # before Prefect and torch are imported: runs last
+atexit.register(exit_without_finalizing)  # before Prefect and torch are imported: runs last
 
 
 class _Program(typer.Typer):
-    """The ``mcncl`` program: records the exit status for :func:`_exit_without_finalizing`."""
+    """The ``mcncl`` program: records the exit status for :func:`exit_without_finalizing`."""
 
     def __call__(self, *args: object, **kwargs: object) -> object:
         try:

@@ -50,7 +50,8 @@ def prefect_home() -> Path:
 
 
 def path(kind: str) -> Path:
-    """``$PREFECT_HOME/mcncl-ui.<kind>``: json (state), lock, users or log."""
+    """``$PREFECT_HOME/mcncl-ui.<kind>``: json (state), lock, users, log, or the warm
+    worker's sock and warm (its state; mcncl/warm.py)."""
     return prefect_home() / f"mcncl-ui.{kind}"
 
 
@@ -168,6 +169,8 @@ def connect(echo: Callable[[str], None]) -> None:
         fcntl.flock(_lease, fcntl.LOCK_SH)
         os.utime(path("users"))
     os.environ["PREFECT_API_URL"] = state["api_url"]
+    if "prefect.context" in sys.modules:  # imported already (the warm worker's children)
+        sys.modules["prefect.context"].refresh_global_settings_context()
     _pending = state
 
 

@@ -14,3 +14,12 @@ def test_cli_and_config_import_no_extractor_model_or_prefect_library():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_the_entry_point_hands_over_to_the_warm_worker_with_the_standard_library_only():
+    code = ("import sys; before = set(sys.modules); import mcncl.warm; "
+            "print(sorted(m.split('.')[0] for m in set(sys.modules) - before "
+            "if not m.startswith('mcncl') and m.split('.')[0] not in sys.stdlib_module_names))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -5,8 +5,11 @@ Each test has its own Prefect home; what a test starts, it also sees stopped.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import time
@@ -49,12 +52,13 @@ def finish(process: subprocess.Popen) -> tuple[int, str]:
     return process.returncode, stderr
 
 
-def launchers(env: dict) -> list[psutil.Process]:
-    """The server launchers (mcncl/idle.py) running for this test's Prefect home."""
+def launchers(env: dict, module: str = "mcncl.idle") -> list[psutil.Process]:
+    """The server launchers (mcncl/idle.py), or warm workers (mcncl.warm), running for this
+    test's Prefect home."""
     found = []
     for process in psutil.process_iter(["cmdline"]):
         try:
-            if ("mcncl.idle" in (process.info["cmdline"] or [])
+            if (module in (process.info["cmdline"] or [])
                     and process.environ().get("PREFECT_HOME") == env["PREFECT_HOME"]):
                 found.append(process)
         except psutil.Error:
@@ -63,11 +67,15 @@ def launchers(env: dict) -> list[psutil.Process]:
 
 
 def gone(env: dict, timeout_s: float = 60.0) -> bool:
-    """True once no launcher or server of this Prefect home runs (waiting up to timeout_s)."""
+    """True once no launcher, server or warm worker of this Prefect home runs (waiting up to
+    timeout_s)."""
+    def running() -> bool:
+        return bool(launchers(env) or launchers(env, "mcncl.warm"))
+
     deadline = time.monotonic() + timeout_s
-    while launchers(env) and time.monotonic() < deadline:
+    while running() and time.monotonic() < deadline:
         time.sleep(0.5)
-    return not launchers(env) and not (Path(env["PREFECT_HOME"]) / "mcncl-ui.json").exists()
+    return not running() and not (Path(env["PREFECT_HOME"]) / "mcncl-ui.json").exists()
 
 
 def test_two_stages_at_once_start_one_server_that_keeps_their_runs(env, tmp_path):
@@ -79,7 +87,9 @@ def test_two_stages_at_once_start_one_server_that_keeps_their_runs(env, tmp_path
         assert sum(err.count(STARTED) for _, err in results) == 1, results
         assert not any("Starting temporary server" in err for _, err in results)
         [launcher] = launchers(env)
-        assert [p.cmdline()[2:4] for p in launcher.children()] == [["server", "start"]]
+        assert sorted(p.cmdline()[1:4] for p in launcher.children()) == [
+            ["-m", "mcncl.warm", env["PREFECT_HOME"] + "/mcncl-ui.sock"],
+            [str(Path(sys.executable).with_name("prefect")), "server", "start"]]
         url = json.loads((Path(env["PREFECT_HOME"]) / "mcncl-ui.json").read_text())["url"]
         runs = api(url, "flow_runs/filter", {"flow_runs": {"tags": {"all_": ["stage:manifest"]}}})
         assert sorted((r["name"], r["state_type"], sorted(r["tags"])) for r in runs) == [
@@ -119,3 +129,87 @@ def test_pipeline_stops_the_server_it_started_also_when_a_stage_fails(env, tmp_p
         assert gone(env, timeout_s=5), "the pipeline left its server running"
     finally:
         finish(mcncl(env, tmp_path, "ui", "--stop"))
+
+
+def warm_runs(env: dict) -> list[str]:
+    """The commands the warm worker ran, from the server's log (mcncl/warm.py)."""
+    return re.findall(r"warm worker: pid \d+ runs `mcncl (.*?)`", log(env))
+
+
+def ended(pid: int, timeout_s: float = 10.0) -> bool:
+    """Whether process ``pid`` ends (and its parent reaps it) within ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while psutil.pid_exists(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return not psutil.pid_exists(pid)
+
+
+def log(env: dict) -> str:
+    return (Path(env["PREFECT_HOME"]) / "mcncl-ui.log").read_text()
+
+
+def new_worker(state_file: Path, old_pid: int | None = None) -> dict:
+    """The warm worker's state once a worker other than ``old_pid`` is ready (up to 120 s)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError, ValueError):
+            state = json.loads(state_file.read_text())
+            if state["pid"] != old_pid:
+                return state
+        time.sleep(0.5)
+    raise AssertionError(f"no new warm worker wrote {state_file}")
+
+
+def extracting(env: dict, cwd: Path) -> tuple[subprocess.Popen, int]:
+    """`mcncl extract text` started, and the pid of the warm worker's child that runs it."""
+    before = len(warm_runs(env))
+    command = mcncl(env, cwd, "extract", "text", "--manifest", "data/manifests/b.parquet")
+    while len(warm_runs(env)) == before and command.poll() is None:
+        time.sleep(0.1)
+    return command, int(re.findall(r"pid (\d+) runs `mcncl extract", log(env))[-1])
+
+
+def test_with_the_server_running_stage_commands_run_in_the_warm_worker(env, tmp_path):
+    corpora(tmp_path, {"a": "joy", "b": "joy", "bad": "happy"})
+    warm_state = Path(env["PREFECT_HOME"]) / "mcncl-ui.warm"
+    packages = tmp_path / "extra-packages"  # a folder of installed packages, as site-packages
+    packages.mkdir()
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(packages), env.get("PYTHONPATH")]))
+    try:
+        assert finish(mcncl(env, tmp_path, "manifest", "--corpus", "a"))[0] == 0
+        state = new_worker(warm_state)
+        [launcher] = launchers(env)
+        assert state["pid"] in [p.pid for p in launcher.children()]
+        assert warm_runs(env) == []  # the first command started the server: it ran cold
+
+        code, stderr = finish(mcncl(env, tmp_path, "manifest", "--corpus", "b"))
+        assert code == 0, stderr
+        assert "2 utterances" in stderr and (tmp_path / "data/manifests/b.parquet").is_file()
+        code, stderr = finish(mcncl(env, tmp_path, "manifest", "--corpus", "bad"))
+        assert code == 2 and "label 'happy'" in stderr  # the child's status and stderr
+        assert warm_runs(env) == ["manifest --corpus b", "manifest --corpus bad"]
+
+        # what the preloaded libraries read at import differs, or the user opted out: cold
+        for extra in ({"OMP_NUM_THREADS": "1"}, {"MCNCL_WARM": "0"}):
+            code, stderr = finish(mcncl({**env, **extra}, tmp_path, "manifest", "--corpus", "b"))
+            assert code == 0, stderr
+        assert len(warm_runs(env)) == 2
+
+        (packages / "new_package").mkdir()  # as `pip install` would: the worker starts anew
+        state = new_worker(warm_state, state["pid"])
+        assert finish(mcncl(env, tmp_path, "manifest", "--corpus", "b"))[0] == 0
+        assert len(warm_runs(env)) == 3 and "packages were installed" in log(env)
+
+        slow, pid = extracting(env, tmp_path)
+        slow.send_signal(signal.SIGINT)  # Ctrl-C reaches the child that runs the command
+        code, stderr = finish(slow)
+        assert code != 0 and ("KeyboardInterrupt" in stderr or "Aborted" in stderr), stderr
+        assert ended(pid)
+        slow, pid = extracting(env, tmp_path)
+        slow.kill()  # SIGKILL cannot be passed on: the child sees the command gone and ends
+        slow.wait()
+        assert ended(pid)
+        assert psutil.pid_exists(state["pid"])  # the worker itself goes on
+    finally:
+        finish(mcncl(env, tmp_path, "ui", "--stop"))
+    assert gone(env) and not warm_state.exists()
