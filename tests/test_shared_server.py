@@ -190,7 +190,8 @@ def test_with_the_server_running_stage_commands_run_in_the_warm_worker(env, tmp_
         assert warm_runs(env) == ["manifest --corpus b", "manifest --corpus bad"]
 
         # what the preloaded libraries read at import differs, or the user opted out: cold
-        for extra in ({"OMP_NUM_THREADS": "1"}, {"MCNCL_WARM": "0"}):
+        threads = str(int(env.get("OMP_NUM_THREADS", "1")) + 1)  # not what the worker has
+        for extra in ({"OMP_NUM_THREADS": threads}, {"MCNCL_WARM": "0"}):
             code, stderr = finish(mcncl({**env, **extra}, tmp_path, "manifest", "--corpus", "b"))
             assert code == 0, stderr
         assert len(warm_runs(env)) == 2
