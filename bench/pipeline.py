@@ -10,8 +10,9 @@ temporary git + DVC repo, as a fresh clone is, then times:
 - a no-op ``dvc repro`` and a ``dvc status`` with nothing changed (target < 5 s), median of
   ``--noop-runs`` runs.
 
-Each stage starts Prefect's temporary API server (~8 s on 2 cores) unless a server runs:
-``--ui`` first starts one (as ``make ui`` does) and every stage reports to it.
+The first stage starts the shared Prefect server in the background (mcncl/ui.py) and its
+warm worker (mcncl/warm.py); later stages use both (``MCNCL_WARM=0`` in the environment runs
+every stage in a process of its own). ``--ui`` first starts the server (as ``make ui`` does).
 """
 
 from __future__ import annotations
