@@ -81,16 +81,17 @@ def _end(server: subprocess.Popen) -> None:
 def main(host: str, port: str) -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     server = _serve(host, port)
-    worker = [_warm(host, port)]
+    worker = _warm(host, port)
 
     def keep_warm() -> None:  # a worker that found its packages changed is started anew
-        if worker[0] is not None and worker[0].poll() == warm.STALE:
-            worker[0] = _warm(host, port)
+        nonlocal worker
+        if worker is not None and worker.poll() == warm.STALE:
+            worker = _warm(host, port)
 
     try:
         watch(server, os.getpid(), keep_warm)
     finally:
-        for process in (worker[0], server):
+        for process in (worker, server):
             if process is not None:
                 _end(process)
 

@@ -130,6 +130,7 @@ def _usable_worker(argv: list[str]) -> dict | None:
         return None
     if any(a in ("--help", "-h") for a in argv):
         return None
+    # ui.prefect_home(), without importing mcncl.ui (it imports pyarrow: too slow here)
     home = Path(os.environ.get("PREFECT_HOME", "~/.prefect")).expanduser()
     try:
         state = json.loads(state_path(home).read_text())
