@@ -160,6 +160,7 @@ def serve(sock_path: str, api_url: str) -> None:
     for name in PRELOAD:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
+    _warm_up()
     added = {k: v for k, v in os.environ.items() if k not in environ}  # KMP_*, LD_LIBRARY_PATH
     if threading.active_count() > 1:  # a fork would copy their locks in whatever state
         print(f"warm worker: the imports started threads {threading.enumerate()}; commands "
@@ -192,6 +193,15 @@ def serve(sock_path: str, api_url: str) -> None:
             if json.loads(state_path(home).read_text())["pid"] == os.getpid():
                 state_path(home).unlink()
         Path(sock_path).unlink(missing_ok=True)
+
+
+def _warm_up() -> None:
+    """Pay once here what a library pays on first use in every process: openSMILE's first
+    ``Smile`` reads every installed package's metadata (audobject's class keys, ~1 s)."""
+    with contextlib.suppress(Exception):
+        import opensmile
+
+        opensmile.Smile()
 
 
 def _wait_for(api_url: str, timeout_s: float = 300.0) -> None:

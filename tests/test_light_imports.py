@@ -23,3 +23,14 @@ def test_the_entry_point_hands_over_to_the_warm_worker_with_the_standard_library
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_the_warm_worker_pays_opensmiles_first_use_cost_once_before_any_command():
+    # openSMILE's first Smile reads every installed package's metadata (audobject caches it);
+    # a child forked after the warm-up finds the cache filled and skips that second
+    code = ("import audobject.core.utils as u, mcncl.warm as w; "
+            "before = len(u.PACKAGES_DISTRIBUTIONS); w._warm_up(); "
+            "print(before, 'opensmile' in u.PACKAGES_DISTRIBUTIONS)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["0", "True"]
