@@ -11,18 +11,14 @@ HEAVY = ("opensmile", "torch", "mediapipe", "sentence_transformers", "prefect")
 def test_cli_and_config_import_no_extractor_model_or_prefect_library():
     code = ("import sys, mcncl.cli, mcncl.config; mcncl.config.load_params(); "
             f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]"
+    assert _python(code) == "[]"
 
 
 def test_the_entry_point_hands_over_to_the_warm_worker_with_the_standard_library_only():
     code = ("import sys; before = set(sys.modules); import mcncl.warm; "
             "print(sorted(m.split('.')[0] for m in set(sys.modules) - before "
             "if not m.startswith('mcncl') and m.split('.')[0] not in sys.stdlib_module_names))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]"
+    assert _python(code) == "[]"
 
 
 def test_the_warm_worker_pays_opensmiles_first_use_cost_once_before_any_command():
@@ -31,6 +27,11 @@ def test_the_warm_worker_pays_opensmiles_first_use_cost_once_before_any_command(
     code = ("import audobject.core.utils as u, mcncl.warm as w; "
             "before = len(u.PACKAGES_DISTRIBUTIONS); w._warm_up(); "
             "print(before, 'opensmile' in u.PACKAGES_DISTRIBUTIONS)")
+    assert _python(code).split() == ["0", "True"]
+
+
+def _python(code: str) -> str:
+    """What a fresh interpreter running ``code`` prints."""
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["0", "True"]
+    return result.stdout.strip()
