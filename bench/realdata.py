@@ -125,8 +125,9 @@ def sections(params: Params, task: str, overrides: dict) -> dict:
 
 
 def tensors_for(manifest: Path, features: Path, config, work: Path) -> Path:
+    """The tensor cache of these features and this tensor config (built once per pair)."""
     key = hashlib.sha1(json.dumps(asdict(config), sort_keys=True).encode()).hexdigest()[:10]
-    out = work / f"{manifest.stem}-tensors-{key}"
+    out = work / f"{features.name}-tensors-{key}"
     if not (out / "meta.json").is_file():
         build_tensors(manifest, features, out, config)
     return out
