@@ -48,6 +48,7 @@ from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 from extractors.atomic import write_parquet  # noqa: E402
+from extractors.base import config_hash  # noqa: E402
 from extractors.corpora import prepare_corpus  # noqa: E402
 from fusion.ablations import with_overrides  # noqa: E402
 from fusion.cv import run_cv  # noqa: E402
@@ -90,7 +91,8 @@ CONFIGS: dict[str, dict[str, object]] = {  # name: params overrides
 
 def prepare(task: str, params: Params, work: Path, in_process: bool = False,
             sets: dict | None = None) -> tuple[Path, Path]:
-    """The task's manifest and feature folder (extracted once; the cache makes reruns quick).
+    """The task's manifest and feature folder (extracted once per extractor config; the cache
+    makes reruns quick).
 
     ``sets`` keys of the task's extraction section (``acoustic.feature_set``) change what is
     extracted; each such setting gets a feature folder of its own."""
@@ -98,7 +100,8 @@ def prepare(task: str, params: Params, work: Path, in_process: bool = False,
     mine = {k: v for k, v in (sets or {}).items() if k.startswith(f"{spec.modality}.")}
     config = with_overrides(mine, **{spec.modality: getattr(params, spec.modality)})
     tag = "".join(f"-{k.split('.')[1]}={v}" for k, v in sorted(mine.items()))
-    manifest, features = work / f"{task}.parquet", work / f"{task}{tag}"
+    chash = config_hash(config[spec.modality])  # a changed default extracts anew too
+    manifest, features = work / f"{task}.parquet", work / f"{task}{tag}-{chash[:8]}"
     if not (features / f"{spec.modality}.parquet").is_file():
         table, _ = prepare_corpus(spec.kind, spec.root, name=task.split("-")[0],
                                   dev_actors=(11, 12))

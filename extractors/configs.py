@@ -39,6 +39,7 @@ class TextConfig:
     model: str = PACKAGED_MODEL  # the packaged model, or a local sentence-transformers folder
     max_tokens: int = 64
     context: int = 0  # previous turns of the dialogue in the input (0: the utterance alone)
+    layers: str = "mean"  # token vectors: mean (of every hidden state) | last | a layer number
     batch_size: int = field(default=64, metadata=RUN_ONLY)
     device: str = field(default="cpu", metadata=RUN_ONLY)
     workers: int = field(default=1, metadata=RUN_ONLY)  # torch already uses every core

