@@ -58,10 +58,10 @@ class TrainConfig:
     seeds: int = 1  # `mcncl train` trains seeds seed, seed+1, ...; the best on dev is kept
     class_weights: bool = False  # cross-entropy weighted by inverse class frequency
     focal_gamma: float = 0.0  # > 0: focal loss instead of cross-entropy
-    contrastive_weight: float = 0.0  # lambda; 0 = off (it did not measurably help, README)
+    contrastive_weight: float = 0.0  # lambda; 0 = off (no gain on MELD text: docs/model.md)
     temperature: float = 0.1  # tau
     hard_negatives: str = "exp"  # exp (weights ~ exp(beta * s / tau)) | none
-    hard_negative_beta: float = 0.5
+    hard_negative_beta: float = 2.0  # tuned: RAVDESS speaker CV (docs/model.md)
     sampler: str = "shuffle"  # shuffle | balanced (each batch topped up to min_per_class)
     min_per_class: int = 2  # balanced: members of each class per batch (top-ups: no CE)
     queue_size: int = 0  # > 0: a memory of recent contrastive views (keys, per modality)

@@ -12,8 +12,9 @@ with s_ij = z_i·z_j / τ. Hard-negative weighting (``exp``, Robinson et al. 202
 w_in = |N(i)| · softmax_n(β s_in), i.e. w ∝ exp(β z_i·z_n / τ), normalised to mean 1 over
 the anchor's negatives. β is on the scale of the logits: β = 0 (or ``none``) is the plain
 supervised contrastive loss (Khosla et al. 2020); at β = 1 a negative's share of the
-denominator grows as exp(2 s) instead of exp(s); β = 0.5 sits between. Weights are constants
-(no gradient through them), as in Robinson et al.
+denominator grows as exp(2 s) instead of exp(s); the default β = 2 (tuned on RAVDESS speaker
+CV, docs/model.md) makes it exp(3 s). Weights are constants (no gradient through them), as in
+Robinson et al.
 """
 
 from __future__ import annotations
