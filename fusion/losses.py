@@ -143,7 +143,7 @@ def total_loss(logits: Tensor, views: dict[str, Tensor], present: dict[str, Tens
     """
     counted = slice(None) if topup is None else ~topup
     loss = classification_loss(logits.float()[counted], labels[counted], class_weights,
-                               config.focal_gamma)
+                               config.focal_gamma, config.label_smoothing)
     if config.contrastive_weight <= 0:
         return loss
     contrastive = loss.new_zeros(())
@@ -161,9 +161,10 @@ def total_loss(logits: Tensor, views: dict[str, Tensor], present: dict[str, Tens
 
 
 def classification_loss(logits: Tensor, labels: Tensor, class_weights: Tensor | None,
-                        focal_gamma: float) -> Tensor:
+                        focal_gamma: float, label_smoothing: float = 0.0) -> Tensor:
     if focal_gamma <= 0:
-        return F.cross_entropy(logits, labels, weight=class_weights)
+        return F.cross_entropy(logits, labels, weight=class_weights,
+                               label_smoothing=label_smoothing)
     log_p = F.log_softmax(logits, dim=1).gather(1, labels.unsqueeze(1)).squeeze(1)
     loss = -((1 - log_p.exp()) ** focal_gamma) * log_p
     if class_weights is not None:

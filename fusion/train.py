@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from extractors.atomic import write_text
 from fusion.checkpoint import LAST, MODEL, load_checkpoint, save_checkpoint
@@ -89,6 +90,12 @@ def train(tensor_dir: Path, out_dir: Path, model_config: ModelConfig, config: Tr
     its scores."""
     if config.sampler not in ("shuffle", "balanced"):
         raise ValueError(f"train.sampler {config.sampler!r} is unknown; use shuffle or balanced.")
+    if config.label_smoothing > 0 and config.focal_gamma > 0:
+        raise ValueError("train.label_smoothing works with cross-entropy only; set "
+                         "train.focal_gamma or train.label_smoothing to 0.")
+    if not 0 <= config.ema_decay < 1:
+        raise ValueError(f"train.ema_decay {config.ema_decay} is outside [0, 1); 0 turns the "
+                         f"weight average off, 0.999 is typical.")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     device = pick_device(config.device)
     if world > 1:
@@ -131,11 +138,14 @@ def train(tensor_dir: Path, out_dir: Path, model_config: ModelConfig, config: Tr
     sampler = BalancedTopUp(train_split["label"], config.min_per_class, topups) \
         if config.sampler == "balanced" else None
     queue = MemoryQueue(config.queue_size) if config.queue_size > 0 else None
+    average = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay)) \
+        if config.ema_decay > 0 else None
+    scored = average.module if average else model  # what dev scores and checkpoints hold
     out_dir.mkdir(parents=True, exist_ok=True)
     state = {"epoch": 0, "best": -1.0, "stale": 0, "log": []}
     if resume and (out_dir / LAST).is_file():
         state = _load_last(out_dir / LAST, model, optimizer, schedule, topups, queue,
-                           device)
+                           average, device)
         echo(f"resuming after epoch {state['epoch']} (best dev weighted-F1 {state['best']:.4f})")
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     for epoch in range(state["epoch"] + 1, config.epochs + 1):
@@ -153,8 +163,10 @@ def train(tensor_dir: Path, out_dir: Path, model_config: ModelConfig, config: Tr
             nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
             schedule.step()
+            if average:
+                average.update_parameters(model)
             losses.append(loss.item())
-        probs, labels = predict(model, dev_split, config.batch_size * 4)
+        probs, labels = predict(scored, dev_split, config.batch_size * 4)
         dev = scores(labels, probs.argmax(1), meta["labels"])
         row = {"epoch": epoch, "train_loss": float(np.mean(losses)),
                "dev_weighted_f1": dev["weighted_f1"], "dev_accuracy": dev["accuracy"],
@@ -169,11 +181,12 @@ def train(tensor_dir: Path, out_dir: Path, model_config: ModelConfig, config: Tr
                  f"{row['dev_weighted_f1']:.4f}  acc {row['dev_accuracy']:.4f}  "
                  f"{row['seconds']:.1f}s" + ("  *" if improved else ""))
             if improved:
-                save_checkpoint(_checkpoint(model, meta, model_config, config, epoch, dev),
+                save_checkpoint(_checkpoint(scored, meta, model_config, config, epoch, dev),
                                 out_dir / MODEL)
             save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                              "schedule": schedule.state_dict(), "state": state,
-                             "rng": _rng_state(topups), "queue": _queue_state(queue)},
+                             "rng": _rng_state(topups), "queue": _queue_state(queue),
+                             "average": average.state_dict() if average else {}},
                             out_dir / LAST)
             _write_log(state["log"], out_dir)
         if _from_rank_0(state["stale"] >= config.patience, world, device):
@@ -241,8 +254,11 @@ def _queue_state(queue: MemoryQueue | None) -> dict:
     return {} if queue is None else {"views": queue.views, "labels": queue.labels}
 
 
-def _load_last(path: Path, model, optimizer, schedule, generator, queue, device) -> dict:
+def _load_last(path: Path, model, optimizer, schedule, generator, queue, average,
+               device) -> dict:
     saved = load_checkpoint(path, device)
+    if average is not None:
+        average.load_state_dict(saved["average"])
     if queue is not None and saved.get("queue"):
         queue.views, queue.labels = saved["queue"]["views"], saved["queue"]["labels"]
     model.load_state_dict(saved["model"])

@@ -79,6 +79,19 @@ def test_hard_negative_gradient_grows_with_beta():
         contrastive_loss(z, labels, 0.1, "none", 0.0).item())
 
 
+def test_label_smoothing_mixes_in_the_uniform_target():
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.5, 1.5, 0.0]])
+    labels = torch.tensor([0, 2])
+    log_p = torch.log_softmax(logits, dim=1)
+    hard = -log_p[torch.arange(2), labels]
+    smoothed = (1 - 0.3) * hard - 0.3 * log_p.mean(dim=1)
+    config = TrainConfig(label_smoothing=0.3)
+    assert total_loss(logits, {}, {}, labels, None, config).item() == pytest.approx(
+        smoothed.mean().item())
+    assert total_loss(logits, {}, {}, labels, None, TrainConfig()).item() == pytest.approx(
+        hard.mean().item())
+
+
 def test_speaker_codes_are_indices_within_each_dialogue():
     codes = speaker_in_dialogue(["d1", "d1", "d1", "d2", "d2", "d1"], [2, 0, 1, 1, 0, 3],
                                 ["Ross", "Monica", "Ross", "Ross", "Joey", "Chandler"])

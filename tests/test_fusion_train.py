@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import re
+from dataclasses import replace
 from pathlib import Path
 
 import duckdb
@@ -10,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from fusion.checkpoint import LAST, MODEL, load_checkpoint
 from fusion.config import ModelConfig, TensorConfig, TrainConfig
 from fusion.data import load_split
 from fusion.evaluate import evaluate, load_model
@@ -58,22 +61,56 @@ def test_evaluate_writes_metrics_predictions_and_plots(tmp_path: Path):
     assert (tmp_path / "m" / "confusion.csv").read_text().count("\n") == 25
 
 
-def test_resume_continues_from_the_last_epoch(tmp_path: Path):
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9])
+def test_resume_continues_from_the_last_epoch(tmp_path: Path, ema_decay: float):
     cache = make_tensor_cache(tmp_path / "cache")
-    whole = train(cache, tmp_path / "whole", SMALL, FAST, echo=lambda *_: None)
+    config = replace(FAST, ema_decay=ema_decay)  # the weight average is restored too
+    whole = train(cache, tmp_path / "whole", SMALL, config, echo=lambda *_: None)
 
     def crash_in_epoch_4(line: str) -> None:  # echo runs before epoch 4 is saved
         if line.startswith("epoch   4"):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train(cache, tmp_path / "parts", SMALL, FAST, echo=crash_in_epoch_4)
+        train(cache, tmp_path / "parts", SMALL, config, echo=crash_in_epoch_4)
     said = []
-    rest = train(cache, tmp_path / "parts", SMALL, FAST, resume=True, echo=said.append)
+    rest = train(cache, tmp_path / "parts", SMALL, config, resume=True, echo=said.append)
     assert rest == whole
     assert said[0].startswith("resuming after epoch 3")
     logs = [(tmp_path / d / "train_log.csv").read_text().splitlines() for d in ("whole", "parts")]
     assert logs[0] == logs[1]  # timings are in train_times.csv, not in the tracked log
+
+
+def test_weight_average_is_what_dev_scores_and_the_checkpoint_holds(tmp_path: Path):
+    cache = make_tensor_cache(tmp_path / "cache")
+    one_epoch = replace(FAST, epochs=1, ema_decay=0.9)  # the best epoch is the last one
+    result = train(cache, tmp_path / "m", SMALL, one_epoch, echo=lambda *_: None)
+    best = load_checkpoint(tmp_path / "m" / MODEL)
+    last = load_checkpoint(tmp_path / "m" / LAST)
+    steps = -(-96 // FAST.batch_size)
+    assert int(last["average"]["n_averaged"]) == steps
+    for name, weight in best["state_dict"].items():
+        assert torch.equal(weight, last["average"][f"module.{name}"])
+    raw = last["model"]["classifier.1.weight"]
+    assert not torch.allclose(best["state_dict"]["classifier.1.weight"], raw)
+    model, _ = load_model(tmp_path / "m")
+    probs, labels = predict(model, load_split(cache, "dev", torch.device("cpu")), 8)
+    from sklearn.metrics import f1_score
+
+    assert f1_score(labels, probs.argmax(1), average="weighted") == pytest.approx(
+        result["best_dev_weighted_f1"])
+
+
+@pytest.mark.parametrize(("setting", "message"), [
+    ({"ema_decay": 1.0}, "train.ema_decay 1.0 is outside [0, 1)"),
+    ({"label_smoothing": 0.1, "focal_gamma": 2.0}, "works with cross-entropy only"),
+])
+def test_training_settings_that_cannot_work_are_refused(tmp_path: Path, setting: dict,
+                                                        message: str):
+    cache = make_tensor_cache(tmp_path / "cache", sizes=(8, 4, 4))
+    with pytest.raises(ValueError, match=re.escape(message)):
+        train(cache, tmp_path / "m", SMALL, replace(FAST, **setting), echo=lambda *_: None)
+    assert not (tmp_path / "m").exists()  # refused before anything is written
 
 
 def test_build_tensors_from_feature_tables(tmp_path: Path):

@@ -89,8 +89,8 @@ def test_bad_settings_of_a_real_folder(wav2vec2):
     with pytest.raises(ValueError, match="hf_hop_ms = 30 is not a multiple of wav2vec2's frame "
                                          "hop \\(20 ms\\)"):
         make_extractor("acoustic", hf(wav2vec2, hf_hop_ms=30))
-    with pytest.raises(ValueError, match="hf_layer '7' is not last, mean or a layer number "
-                                         "from 0 to 2"):
+    with pytest.raises(ValueError, match="hf_layer '7' is not last, mean, a layer number or a "
+                                         "range a-b of layers from 0 to 2"):
         make_extractor("acoustic", hf(wav2vec2, hf_layer="7"))
 
 

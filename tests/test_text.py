@@ -78,6 +78,10 @@ def test_token_vectors_from_the_mean_of_every_layer(extractor):
     np.testing.assert_allclose(last["token_embeddings"], states[-1][0, :12].numpy(), atol=1e-5)
     np.testing.assert_allclose(averaged["embedding"], last["embedding"], atol=1e-6)
     assert config_hash(top.config) != config_hash(extractor.config)  # cached apart
-    with pytest.raises(ValueError, match="text.layers 'middle' is not last, mean or a layer "
-                                         "number from 0 to 6; fix it."):
-        TextExtractor(TextConfig(layers="middle"))
+    upper = TextExtractor(TextConfig(max_tokens=12, layers="1-6")).extract([utt(text)])[0]
+    np.testing.assert_allclose(upper["token_embeddings"],
+                               torch.stack(states[1:]).mean(0)[0, :12].numpy(), atol=1e-5)
+    for wrong in ("middle", "4-2", "1-7"):
+        with pytest.raises(ValueError, match=f"text.layers '{wrong}' is not last, mean, a layer "
+                                             "number or a range a-b of layers from 0 to 6"):
+            TextExtractor(TextConfig(layers=wrong))
