@@ -17,6 +17,8 @@ normalisation, both with ``tensors.speaker_norm`` none and speaker.
 again into a feature folder of its own.
 Each configuration (``CONFIGS``: named params overrides, applied on top of params.yaml and
 then ``--set``) runs ``--seeds`` seeds; the table gives each seed's score and the median.
+With ``--set train.seeds=3 --set train.combine=average`` each run is a seed ensemble of 3
+(seeds 13-15, 16-18, 19-21 for ``--seeds 3``), scored as one model.
 Features go through the real flows (cached under data/cache), the model through the real
 tensor cache and training loop. A new task is one more entry in ``TASKS``. On a machine with
 many cores or a GPU, ``--jobs N`` trains the configurations' seeds side by side and
@@ -53,8 +55,8 @@ from extractors.corpora import prepare_corpus  # noqa: E402
 from fusion.ablations import with_overrides  # noqa: E402
 from fusion.cv import run_cv  # noqa: E402
 from fusion.data import load_split  # noqa: E402
+from fusion.seeds import train_seeds  # noqa: E402
 from fusion.tensors import build_tensors  # noqa: E402
-from fusion.train import train  # noqa: E402
 from mcncl.config import Params, load_params  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -164,8 +166,9 @@ def run_dev(task: str, names: list[str], sets: dict, seeds: int, epochs: int | N
     for name in names:
         chosen = sections(params, task, {**CONFIGS[name], **sets})
         tensor_dir = tensors_for(manifest, features, chosen["tensors"], work)
+        n = chosen["train"].seeds  # > 1: each run trains n seeds (train.combine)
         calls += [(f"{name} seed {i}", tensor_dir, work, chosen["model"],
-                   replace(chosen["train"], seed=chosen["train"].seed + i, seeds=1,
+                   replace(chosen["train"], seed=chosen["train"].seed + n * i,
                            epochs=epochs or chosen["train"].epochs))
                   for i in range(seeds)]
     values = iter(run_jobs(best_dev_f1, calls, jobs))
@@ -176,9 +179,10 @@ def run_dev(task: str, names: list[str], sets: dict, seeds: int, epochs: int | N
 
 
 def best_dev_f1(name: str, tensor_dir: Path, work: Path, model, config) -> float:
-    """One training in a scratch folder: its best dev weighted-F1, in points."""
+    """One training (``train.seeds`` of them, combined) in a scratch folder: the kept
+    model's dev weighted-F1, in points."""
     with tempfile.TemporaryDirectory(dir=work) as out:
-        result = train(tensor_dir, Path(out), model, config, echo=lambda *_: None)
+        result = train_seeds(tensor_dir, Path(out), model, config, echo=lambda *_: None)
     print(f"  {name}: {100 * result['best_dev_weighted_f1']:.1f}", flush=True)
     return 100 * result["best_dev_weighted_f1"]
 

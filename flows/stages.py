@@ -111,7 +111,7 @@ def build_tensors_stage(layout: Layout, config: Any) -> dict:
 def train_stage(layout: Layout, model: Any, config: Any, resume: bool = False,
                 echo: Echo = print) -> dict:
     """MCN-CL trained on ``layout.tensors``; the best dev checkpoint goes to ``layout.models``."""
-    from fusion.train import train_seeds
+    from fusion.seeds import train_seeds
 
     return run_stage("train", layout.corpus,
                      lambda: train_seeds(layout.tensors, layout.models, model, config, resume,

@@ -55,7 +55,8 @@ class TrainConfig:
     patience: int = 6  # epochs without a better dev weighted-F1 before stopping
     grad_clip: float = 1.0
     seed: int = 13
-    seeds: int = 1  # `mcncl train` trains seeds seed, seed+1, ...; the best on dev is kept
+    seeds: int = 1  # `mcncl train` trains seeds seed, seed+1, ...
+    combine: str = "best"  # seeds > 1: best (the best on dev is kept) | average (seed ensemble)
     class_weights: bool = False  # cross-entropy weighted by inverse class frequency
     focal_gamma: float = 0.0  # > 0: focal loss instead of cross-entropy
     label_smoothing: float = 0.0  # cross-entropy against (1 - e) one-hot + e uniform

@@ -26,8 +26,9 @@ from fusion.config import ModelConfig, TensorConfig, TrainConfig
 from fusion.data import load_split
 from fusion.evaluate import load_model
 from fusion.metrics import scores
+from fusion.seeds import train_seeds
 from fusion.tensors import build_tensors
-from fusion.train import predict, train_seeds
+from fusion.train import predict
 
 
 def speaker_folds(speakers: list[str], k: int) -> list[list[str]]:

@@ -13,20 +13,16 @@ import torch
 
 from extractors.atomic import atomic_path, write_parquet, write_text
 from fusion.checkpoint import MODEL, load_checkpoint
-from fusion.config import ModelConfig
 from fusion.data import load_meta, load_split, size
 from fusion.metrics import scores, weighted_f1
-from fusion.train import build_model, predict
+from fusion.model import model_from_checkpoint
+from fusion.train import predict
 
 
 def load_model(model_dir: Path, device: torch.device = torch.device("cpu")):
+    """The checkpoint's model, ready to predict, and the checkpoint itself."""
     saved = load_checkpoint(Path(model_dir) / MODEL, device)
-    config = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v
-                            for k, v in saved["model_config"].items()})
-    model = build_model(saved["meta"], config).to(device)
-    model.load_state_dict(saved["state_dict"])
-    model.eval()
-    return model, saved
+    return model_from_checkpoint(saved, device), saved
 
 
 def evaluate(tensor_dir: Path, model_dir: Path, split: str = "test") -> dict:
@@ -85,7 +81,8 @@ def _seeds(tensor_dir: Path, model_dir: Path, split: str) -> dict:
         probs, labels = predict(model, data, 128)
         dev.append(run["best_dev_weighted_f1"])
         scored.append(weighted_f1(labels, probs.argmax(1), n_classes))
-    return {"n": len(runs["runs"]), "best_dev_seed": runs["best_seed"],
+    return {"n": len(runs["runs"]), "combine": runs.get("combine", "best"),
+            "best_dev_seed": runs["best_seed"],
             "values": {"seed": [r["seed"] for r in runs["runs"]], "dev_weighted_f1": dev,
                        f"{split}_weighted_f1": scored},
             "dev_weighted_f1_mean": float(np.mean(dev)),

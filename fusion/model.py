@@ -210,3 +210,42 @@ class MCNCL(nn.Module):
         if self.heads is not None:
             pooled = {m: self.heads[m](pooled[m]) for m in self.names}
         return self.classifier(fused), pooled, present
+
+
+class SeedEnsemble(nn.Module):
+    """Models trained with different seeds scored as one: the mean of their class
+    probabilities, returned as log-probabilities so a softmax downstream gives that mean."""
+
+    def __init__(self, members: list[MCNCL]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.config = members[0].config
+        self.n_classes = members[0].n_classes
+
+    def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict, dict]:
+        probs = torch.stack([torch.softmax(m(batch)[0].float(), dim=-1)
+                             for m in self.members]).mean(0)
+        return probs.clamp_min(torch.finfo(probs.dtype).tiny).log(), {}, {}
+
+
+def build_model(meta: dict, model_config: ModelConfig) -> MCNCL:
+    """MCN-CL sized for the tensor cache whose ``meta.json`` is ``meta``."""
+    dims = {m: int(d) for m, d in meta["dims"].items()}
+    n_functionals = len(meta["normalisation"].get("functionals", {}).get("mean", []))
+    return MCNCL(model_config, dims, n_functionals, len(meta["labels"]))
+
+
+def model_from_checkpoint(saved: dict, device: torch.device = torch.device("cpu")
+                          ) -> MCNCL | SeedEnsemble:
+    """One model, or a seed ensemble when the checkpoint holds several (``members``)."""
+    config = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v
+                            for k, v in saved["model_config"].items()})
+
+    def restore(state: dict) -> MCNCL:
+        model = build_model(saved["meta"], config).to(device)
+        model.load_state_dict(state)
+        return model.eval()
+
+    if "members" in saved:
+        return SeedEnsemble([restore(state) for state in saved["members"]]).eval()
+    return restore(saved["state_dict"])

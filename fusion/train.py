@@ -13,13 +13,11 @@ import atexit
 import csv
 import functools
 import io
-import json
 import math
 import os
 import random
-import shutil
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +32,7 @@ from fusion.config import ModelConfig, TrainConfig
 from fusion.data import BalancedTopUp, batches, epoch_plan, load_meta, load_split, size, take
 from fusion.losses import MemoryQueue, total_loss
 from fusion.metrics import scores
-from fusion.model import MCNCL
+from fusion.model import build_model
 
 # train_log.csv holds what training computes (the same on every rerun: it is tracked); the
 # seconds per epoch go to train_times.csv beside it, which nothing tracks
@@ -54,12 +52,6 @@ def pick_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ValueError("train.device is cuda but no CUDA device is visible; use auto or cpu.")
     return torch.device(name)
-
-
-def build_model(meta: dict, model_config: ModelConfig) -> MCNCL:
-    dims = {m: int(d) for m, d in meta["dims"].items()}
-    n_functionals = len(meta["normalisation"].get("functionals", {}).get("mean", []))
-    return MCNCL(model_config, dims, n_functionals, len(meta["labels"]))
 
 
 def predict(model: nn.Module, split: dict, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -195,32 +187,6 @@ def train(tensor_dir: Path, out_dir: Path, model_config: ModelConfig, config: Tr
         dist.barrier()
     return {"best_dev_weighted_f1": state["best"], "epochs": state["epoch"],
             "seed": config.seed}
-
-
-def train_seeds(tensor_dir: Path, out_dir: Path, model_config: ModelConfig,
-                config: TrainConfig, resume: bool = False, echo=print) -> dict:
-    """``train.seeds`` runs (seeds ``seed``, ``seed + 1``, ...); the best on dev is kept.
-
-    With several, each run lives in ``seeds/<seed>/`` and the best-dev one's
-    ``model.safetensors`` and learning curve are copied up; ``seeds.json`` lists every run
-    (evaluate scores them all).
-    """
-    if config.seeds <= 1:
-        (out_dir / "seeds.json").unlink(missing_ok=True)
-        return train(tensor_dir, out_dir, model_config, config, resume, echo)
-    runs = []
-    for i in range(config.seeds):
-        seed = config.seed + i
-        echo(f"seed {seed} ({i + 1} of {config.seeds})")
-        runs.append(train(tensor_dir, out_dir / "seeds" / str(seed), model_config,
-                          replace(config, seed=seed), resume, echo))
-    best = max(runs, key=lambda r: r["best_dev_weighted_f1"])
-    if int(os.environ.get("RANK", "0")) == 0:
-        for name in (MODEL, "train_log.csv", "train_times.csv"):
-            shutil.copyfile(out_dir / "seeds" / str(best["seed"]) / name, out_dir / name)
-        write_text(json.dumps({"best_seed": best["seed"], "runs": runs}, indent=2),
-                   out_dir / "seeds.json")
-    return {**best, "seeds": runs}
 
 
 def _from_rank_0(flag: bool, world: int, device: torch.device) -> bool:

@@ -207,8 +207,8 @@ def train(
     params: Path = PARAMS,
     resume: bool = typer.Option(False, help="Continue from the last finished epoch "
                                 "(last.safetensors)."),
-    seeds: int = typer.Option(0, help="Train this many seeds (default: train.seeds); the best "
-                              "on dev is kept and evaluate reports their mean and std."),
+    seeds: int = typer.Option(0, help="Train this many seeds (default: train.seeds), kept as "
+                              "train.combine says; evaluate reports their mean and std."),
 ) -> None:
     """DVC stage train: MCN-CL on the tensor cache; the best dev checkpoint is kept."""
     config, layout = _start(params, corpus, "fusion.train")

@@ -92,9 +92,10 @@ def _seeds(m: dict) -> str:
     if not seeds:
         return "<p class=muted>one seed (train.seeds: 1)</p>"
     split = m["split"]
-    return _table(["seeds", "best-dev seed", "dev weighted-F1 (mean ± std)",
+    kept = "their average" if seeds.get("combine") == "average" else "the best on dev"
+    return _table(["seeds", "the model", "best-dev seed", "dev weighted-F1 (mean ± std)",
                    f"{split} weighted-F1 (mean ± std)"],
-                  [[seeds["n"], seeds["best_dev_seed"],
+                  [[seeds["n"], kept, seeds["best_dev_seed"],
                     f"{seeds['dev_weighted_f1_mean']:.3f} ± {seeds['dev_weighted_f1_std']:.3f}",
                     f"{seeds[f'{split}_weighted_f1_mean']:.3f} ± "
                     f"{seeds[f'{split}_weighted_f1_std']:.3f}"]])

@@ -17,7 +17,8 @@ from fusion.checkpoint import CheckpointError, convert_pickle, load_checkpoint, 
 from fusion.config import RENAMED, ModelConfig, TensorConfig, TrainConfig
 from fusion.data import load_meta, load_split
 from fusion.evaluate import load_model
-from fusion.train import _checkpoint, build_model, predict
+from fusion.model import build_model
+from fusion.train import _checkpoint, predict
 from tests.tensor_cache import make_tensor_cache
 
 

@@ -239,7 +239,7 @@ def test_seeds_and_coverage_in_metrics(tmp_path: Path):
     from dataclasses import replace
 
     from fusion.evaluate import evaluate
-    from fusion.train import train_seeds
+    from fusion.seeds import train_seeds
 
     cache = make_tensor_cache(tmp_path / "cache")
     config = TrainConfig(epochs=2, batch_size=16, num_threads=1, seeds=2)
@@ -265,6 +265,35 @@ def test_seeds_and_coverage_in_metrics(tmp_path: Path):
     assert "seeds" not in single and not (tmp_path / "m" / "seeds.json").exists()
 
 
+def test_a_seed_ensemble_predicts_the_mean_of_its_members(tmp_path: Path):
+    from fusion.evaluate import evaluate, load_model
+    from fusion.metrics import weighted_f1
+    from fusion.model import SeedEnsemble
+    from fusion.seeds import train_seeds
+    from fusion.train import predict
+
+    cache = make_tensor_cache(tmp_path / "cache")
+    config = TrainConfig(epochs=2, batch_size=16, num_threads=1, seeds=2, combine="average")
+    result = train_seeds(cache, tmp_path / "m", SMALL, config, echo=lambda *_: None)
+    dev = load_split(cache, "dev", torch.device("cpu"))
+    members = [predict(load_model(tmp_path / "m" / "seeds" / s)[0], dev, 32)[0]
+               for s in ("13", "14")]
+    model, saved = load_model(tmp_path / "m")
+    assert isinstance(model, SeedEnsemble) and len(model.members) == 2
+    probs, labels = predict(model, dev, 32)
+    assert np.abs(probs - np.mean(members, axis=0)).max() < 1e-5
+    assert np.abs(members[0] - members[1]).max() > 1e-3  # two different models
+    mean_f1 = weighted_f1(labels, probs.argmax(1), probs.shape[1])
+    assert result["best_dev_weighted_f1"] == pytest.approx(mean_f1)
+    assert saved["dev"]["weighted_f1"] == pytest.approx(mean_f1)
+    assert saved["epoch"] == [load_model(tmp_path / "m" / "seeds" / s)[1]["epoch"]
+                              for s in ("13", "14")]
+    metrics = evaluate(cache, tmp_path / "m")
+    assert metrics["seeds"]["combine"] == "average" and metrics["best_epoch"] == saved["epoch"]
+    with pytest.raises(ValueError, match="train.combine 'vote' is unknown; use best"):
+        train_seeds(cache, tmp_path / "x", SMALL, TrainConfig(combine="vote"))
+
+
 def test_report_shows_seeds_and_the_scored_coverage(tmp_path: Path):
     from flows.layout import Layout
     from mcncl.report import build_report
@@ -279,14 +308,16 @@ def test_report_shows_seeds_and_the_scored_coverage(tmp_path: Path):
                         "test_weighted_f1_std": 0.03}
     path.write_text(json.dumps(metrics))
     page = build_report(Layout("c", tmp_path))
-    assert cells(page, "<h2>Seeds</h2>") == ["3", "14", "0.500 ± 0.020", "0.400 ± 0.030"]
+    assert cells(page, "<h2>Seeds</h2>") == ["3", "the best on dev", "14", "0.500 ± 0.020",
+                                             "0.400 ± 0.030"]
     assert cells(page, "Modalities of the test") == ["2", "2", "1", "0", "0"]
     assert cells(page, "Coverage")[:2] == ["train", "4"]  # the feature coverage still follows
 
 
 def test_batches_cut_padding_without_changing_predictions(tmp_path: Path):
     from fusion.data import load_meta, take
-    from fusion.train import build_model, predict
+    from fusion.model import build_model
+    from fusion.train import predict
 
     cache = make_tensor_cache(tmp_path / "cache")
     dev = load_split(cache, "dev", torch.device("cpu"))
