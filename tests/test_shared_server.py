@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 
 import psutil
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from tests.project import api
@@ -161,12 +163,25 @@ def new_worker(state_file: Path, old_pid: int | None = None) -> dict:
 
 
 def extracting(env: dict, cwd: Path) -> tuple[subprocess.Popen, int]:
-    """`mcncl extract text` started, and the pid of the warm worker's child that runs it."""
+    """`mcncl extract text` started on a long manifest, and the pid of the warm worker's child
+    that runs it."""
     before = len(warm_runs(env))
-    command = mcncl(env, cwd, "extract", "text", "--manifest", "data/manifests/b.parquet")
+    command = mcncl(env, cwd, "extract", "text", "--manifest", long_manifest(cwd))
     while len(warm_runs(env)) == before and command.poll() is None:
         time.sleep(0.1)
     return command, int(re.findall(r"pid (\d+) runs `mcncl extract", log(env))[-1])
+
+
+def long_manifest(cwd: Path, n: int = 2000) -> str:
+    """Corpus b's manifest grown to ``n`` distinct utterances, so that extracting it lasts
+    until the test interrupts it (two utterances can be done before the signal lands)."""
+    table = pq.read_table(cwd / "data/manifests/b.parquet")
+    first = table.slice(0, 1).to_pylist()[0]
+    rows = [{**first, "utterance_id": f"long/{i}", "text": f"Sentence number {i}."}
+            for i in range(n)]
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema),
+                   cwd / "data/manifests/long.parquet")
+    return "data/manifests/long.parquet"
 
 
 def test_with_the_server_running_stage_commands_run_in_the_warm_worker(env, tmp_path):
