@@ -48,9 +48,10 @@ def train_seeds(tensor_dir: Path, out_dir: Path, model_config: ModelConfig,
                           replace(config, seed=seed), resume, echo))
     best = max(runs, key=lambda r: r["best_dev_weighted_f1"])
     kept = {**best, "seeds": runs}
-    ensemble = seed_ensemble(tensor_dir, [out_dir / "seeds" / str(r["seed"]) for r in runs],
-                             config) if config.combine == "average" else None
-    if ensemble is not None:
+    ensemble = None
+    if config.combine == "average":
+        ensemble = seed_ensemble(tensor_dir, [out_dir / "seeds" / str(r["seed"]) for r in runs],
+                                 config)
         kept.update(best_dev_weighted_f1=ensemble["dev"]["weighted_f1"], seed=None)
         echo(f"seed ensemble of {len(runs)}: dev weighted-F1 "
              f"{ensemble['dev']['weighted_f1']:.4f}")
