@@ -3,9 +3,11 @@
     python bench/text_encoder.py [--contexts 0,1,2,4] [--seeds 13,14,15] [--epochs N]
                                  [--finetune-epochs N] [--rows frozen,tuned,context]
                                  [--finetune-only] [--work data/bench/text_encoder]
-                                 [--jobs N] [--in-process]
+                                 [--jobs N] [--in-process] [--text-model FOLDER]
+                                 [--layers mean|last|N|a-b]
 
-Rows: the frozen packaged MiniLM (today's default); the encoder fine-tuned with k = 0; with
+Rows: the frozen encoder (``text.model``: the packaged MiniLM unless ``--text-model`` names a
+local folder); the encoder fine-tuned with k = 0 (when 0 is among ``--contexts``); with
 the best k > 0 (chosen by the fine-tuned classifier's own dev weighted-F1, dev only); and
 that encoder's features with ``model.context: true``. Each row is MCN-CL text-only trained on
 train, the epoch selected on dev, dev weighted-F1 and accuracy as medians over the seeds. Also
@@ -52,7 +54,8 @@ def encoder(work: Path, manifest: Path, k: int, epochs: int | None, params) -> P
     text = replace(params.text, context=k)
     if (out / "card.json").is_file():
         card = read_card(out)
-        if card.get("params") == json.loads(json.dumps(asdict(config))) and card["context"] == k:
+        if (card.get("params") == json.loads(json.dumps(asdict(config))) and card["context"] == k
+                and card["base_model"] == text.model):
             return out
     finetune_text(manifest, out, config, text)
     return out
@@ -97,8 +100,17 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="MCN-CL runs side by side")
     parser.add_argument("--in-process", action="store_true",
                         help="extract without Prefect (a GPU box with torch alone)")
+    parser.add_argument("--text-model", default=None,
+                        help="the encoder to fine-tune (default: params.yaml's text.model)")
+    parser.add_argument("--layers", default=None,
+                        help="text.layers of the extracted features (default: params.yaml's)")
     args = parser.parse_args()
     params = load_params(REPO / "params.yaml")
+    params = replace(params, text=replace(params.text,
+                                          model=args.text_model or params.text.model,
+                                          layers=args.layers or params.text.layers))
+    model_name = Path(params.text.model).name
+    layers = f"layers-{params.text.layers}"  # feature folders, one per text.layers
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
     table, _ = prepare_corpus("meld", MELD, name="meld")
@@ -119,20 +131,21 @@ def main() -> None:
     wanted = set(args.rows.split(","))
     rows = []  # (name, k, tensor folder, model.context)
     if "frozen" in wanted:
-        feats = features(work, manifest, "frozen", params.text, params, args.in_process)
-        rows.append(("frozen MiniLM (default)", None, tensors_of(work, manifest, feats, params),
+        feats = features(work, manifest, f"frozen-{layers}", params.text, params, args.in_process)
+        rows.append((f"frozen {model_name}", None, tensors_of(work, manifest, feats, params),
                      False))
-    for k in dict.fromkeys([0, best]):
+    for k in dict.fromkeys(k for k in (0, best) if k in cards):
         if not {"tuned", "context"} & wanted or (k > 0 and best == 0):
             continue
         text = text_config_for(work / f"encoder-k{k}", replace(params.text, context=k))
         tensors = tensors_of(work, manifest,
-                             features(work, manifest, f"tuned-k{k}", text, params,
+                             features(work, manifest, f"tuned-k{k}-{layers}", text, params,
                                       args.in_process), params)
         if "tuned" in wanted:
-            rows.append((f"fine-tuned, k = {k}", k, tensors, False))
+            rows.append((f"{model_name} fine-tuned, k = {k}", k, tensors, False))
         if "context" in wanted and k == best:
-            rows.append((f"fine-tuned, k = {k}, model.context: true", k, tensors, True))
+            rows.append((f"{model_name} fine-tuned, k = {k}, model.context: true", k, tensors,
+                         True))
     seeds = [int(s) for s in args.seeds.split(",")]
     calls = [(tensors, work / f"{tensors.name[:-len('-tensors')]}-model-{seed}"
               f"{'-ctx' if context else ''}",
