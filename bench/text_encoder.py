@@ -134,8 +134,8 @@ def main() -> None:
         feats = features(work, manifest, f"frozen-{layers}", params.text, params, args.in_process)
         rows.append((f"frozen {model_name}", None, tensors_of(work, manifest, feats, params),
                      False))
-    for k in dict.fromkeys(k for k in (0, best) if k in cards):
-        if not {"tuned", "context"} & wanted or (k > 0 and best == 0):
+    for k in dict.fromkeys(c for c in (0, best) if c in cards):  # best is 0 when no k > 0 ran
+        if not {"tuned", "context"} & wanted:
             continue
         text = text_config_for(work / f"encoder-k{k}", replace(params.text, context=k))
         tensors = tensors_of(work, manifest,
