@@ -129,7 +129,8 @@ def _render(line: Line, root: Path, config: DemoConfig) -> float:
     face = feat_data_dir() / FACES[line.emotion]
     face_input = (["-stream_loop", "-1"] if face.suffix == ".mp4" else ["-loop", "1"]) + [
         "-i", str(face)]
-    frame = (f"fps={config.fps},scale=-2:{config.height},"
+    # swscale's bit-exact rounding: its default SIMD paths round differently per CPU family.
+    frame = (f"fps={config.fps},scale=-2:{config.height}:flags=bicubic+bitexact+accurate_rnd,"
              f"pad={config.width}:{config.height}:(ow-iw)/2:0:color=0x202020,format=yuv420p")
     subprocess.run(
         ["ffmpeg", "-nostdin", "-y", "-v", "error", *face_input, "-i", str(wav),
