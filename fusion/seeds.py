@@ -67,6 +67,13 @@ def train_seeds(tensor_dir: Path, out_dir: Path, model_config: ModelConfig,
     return kept
 
 
+def trained_as(result: dict) -> str:
+    """How ``train_seeds``'s kept model was trained, for the stage's closing line."""
+    if result["seed"] is None:
+        return f"a seed ensemble of {len(result['seeds'])} runs"
+    return f"{result['epochs']} epochs"
+
+
 def seed_ensemble(tensor_dir: Path, run_dirs: list[Path], config: TrainConfig) -> dict:
     """One checkpoint of the runs' best weights (``members``) with the ensemble's dev scores;
     ``epoch`` lists each run's best epoch."""

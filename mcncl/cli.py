@@ -213,13 +213,14 @@ def train(
     """DVC stage train: MCN-CL on the tensor cache; the best dev checkpoint is kept."""
     config, layout = _start(params, corpus, "fusion.train")
     from flows import stages
+    from fusion.seeds import trained_as
 
     settings = config.train_for(corpus)
     result = stages.train_stage(layout, config.model_for(corpus),
                           replace(settings, seeds=seeds) if seeds else settings, resume,
                           echo=show.line)
     show.line(f"best dev weighted-F1 {result['best_dev_weighted_f1']:.4f} after "
-              f"{result['epochs']} epochs → {layout.checkpoint}")
+              f"{trained_as(result)} → {layout.checkpoint}")
 
 
 @command(app, "evaluate")

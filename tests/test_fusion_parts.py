@@ -269,7 +269,7 @@ def test_a_seed_ensemble_predicts_the_mean_of_its_members(tmp_path: Path):
     from fusion.evaluate import evaluate, load_model
     from fusion.metrics import weighted_f1
     from fusion.model import SeedEnsemble
-    from fusion.seeds import train_seeds
+    from fusion.seeds import train_seeds, trained_as
     from fusion.train import predict
 
     cache = make_tensor_cache(tmp_path / "cache")
@@ -285,6 +285,8 @@ def test_a_seed_ensemble_predicts_the_mean_of_its_members(tmp_path: Path):
     assert np.abs(members[0] - members[1]).max() > 1e-3  # two different models
     mean_f1 = weighted_f1(labels, probs.argmax(1), probs.shape[1])
     assert result["best_dev_weighted_f1"] == pytest.approx(mean_f1)
+    assert trained_as(result) == "a seed ensemble of 2 runs"
+    assert trained_as(result["seeds"][0]) == f"{result['seeds'][0]['epochs']} epochs"
     assert saved["dev"]["weighted_f1"] == pytest.approx(mean_f1)
     assert saved["epoch"] == [load_model(tmp_path / "m" / "seeds" / s)[1]["epoch"]
                               for s in ("13", "14")]
