@@ -101,7 +101,8 @@ def main() -> None:
     parser.add_argument("--in-process", action="store_true",
                         help="extract without Prefect (a GPU box with torch alone)")
     parser.add_argument("--text-model", default=None,
-                        help="the encoder to fine-tune (default: params.yaml's text.model)")
+                        help="the encoder to fine-tune (default: params.yaml's text.model); "
+                        "give each encoder its own --work folder, whose runs it replaces")
     parser.add_argument("--layers", default=None,
                         help="text.layers of the extracted features (default: params.yaml's)")
     args = parser.parse_args()
