@@ -7,8 +7,7 @@ On the first ``--clips`` RAVDESS speech clips (``../shared/data/ravdess_speech``
 - the plain loop: this process calls the extractor one clip at a time (the model loaded and
   one clip extracted before the clock starts), the floor a hand-written script would give;
 - ``mcncl extract <modality> --manifest M`` as one whole process with a fresh cache, while
-  the shared Prefect server runs (``mcncl ui``): run by its warm worker (mcncl/warm.py), and
-  with ``MCNCL_WARM=0`` in a process of its own.
+  the shared Prefect server runs (``mcncl ui``).
 
 Prints clips per second (medians of ``--runs``; every process wall-clock, start to exit) and
 each one's ratio to the plain loop.
@@ -80,25 +79,17 @@ def main() -> None:
         table, _ = prepare_corpus("ravdess", RAVDESS, name="ravdess")
         manifest = work / "ravdess.parquet"
         write_parquet(table.sort_by("utterance_id").slice(0, args.clips), manifest)
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("PREFECT_API_URL", "MCNCL_EPHEMERAL_SERVER", "PYTHONPATH")}
+        env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PYTHONPATH")}
         env["PREFECT_HOME"] = str(work / "prefect-home")
         mcncl = str(Path(sys.executable).with_name("mcncl"))
         subprocess.run([mcncl, "ui", "--port", str(free_port())], env=env, check=True,
                        capture_output=True)
         try:
-            deadline = time.monotonic() + 180
-            while not (work / "prefect-home/mcncl-ui.warm").exists():
-                if time.monotonic() > deadline:
-                    raise SystemExit("the warm worker did not start; see mcncl-ui.log")
-                time.sleep(0.5)
             rates: dict[str, list[float]] = {}
             for _ in range(args.runs):
                 rates.setdefault("plain loop", []).append(plain_loop(args.modality, manifest))
-                rates.setdefault("`mcncl extract`, warm worker", []).append(
+                rates.setdefault("`mcncl extract`", []).append(
                     command(args.modality, manifest, env, work))
-                rates.setdefault("`mcncl extract`, MCNCL_WARM=0", []).append(
-                    command(args.modality, manifest, {**env, "MCNCL_WARM": "0"}, work))
         finally:
             subprocess.run([mcncl, "ui", "--stop"], env=env, capture_output=True)
     plain = statistics.median(rates["plain loop"])

@@ -10,9 +10,8 @@ temporary git + DVC repo, as a fresh clone is, then times:
 - a no-op ``dvc repro`` and a ``dvc status`` with nothing changed (target < 5 s), median of
   ``--noop-runs`` runs.
 
-The first stage starts the shared Prefect server in the background (mcncl/ui.py) and its
-warm worker (mcncl/warm.py); later stages use both (``MCNCL_WARM=0`` in the environment runs
-every stage in a process of its own). ``--ui`` first starts the server (as ``make ui`` does).
+The first stage starts the shared Prefect server in the background (mcncl/ui.py); later
+stages report to it. ``--ui`` first starts the server (as ``make ui`` does).
 """
 
 from __future__ import annotations

@@ -1,3 +1,3 @@
-from mcncl.warm import main
+from mcncl.cli import main
 
 main()

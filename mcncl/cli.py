@@ -34,8 +34,7 @@ def exit_without_finalizing() -> None:
     """The last exit handler: once every other one has run (Prefect's log and event flushes,
     registered when Prefect is imported, later), end the process without Python's own
     finalization, which spends ~1.5 s on 2 cores tearing down torch's and Prefect's modules.
-    (A child of the warm worker, mcncl/warm.py, has Prefect imported before this module, so it
-    unregisters this handler and ends itself the same way.)"""
+    Every file a command writes is complete (atomic) before this runs."""
     if _exit_status:
         logging.shutdown()
         sys.stdout.flush()
@@ -353,21 +352,21 @@ def cv(corpus: str = CORPUS, params: Path = PARAMS, folds: int = typer.Option(
 def ui(
     stop: bool = typer.Option(False, "--stop", help="Stop the shared Prefect server (started "
                               "by `mcncl ui` or by a stage)."),
-    host: str = typer.Option("127.0.0.1", help="Address to listen on (loopback by default)."),
-    port: int = typer.Option(4200, help="Port to listen on."),
+    port: int = typer.Option(4200, help="Port to listen on (on 127.0.0.1 only)."),
 ) -> None:
     """Start the Prefect UI server in the background (or keep the running one) until --stop."""
     if stop:
         show.line("Prefect server stopped." if server.stop() else
                   "No shared Prefect server is running.")
         return
-    state = server.start(host, port)
-    if not state["url"].endswith(f":{port}"):
+    state = server.start(port)
+    url = server.url_of(state)
+    if state["port"] != port:
         show.note("note", f"the shared server was already running, so it stays on "
-                  f"{state['url']}; to move it to port {port}: mcncl ui --stop, then mcncl ui "
+                  f"{url}; to move it to port {port}: mcncl ui --stop, then mcncl ui "
                   f"--port {port}")
-    typer.echo(f"Prefect UI: {state['url']} (server pid {state['pid']}, log "
-               f"{server.prefect_home() / 'mcncl-ui.log'}).\nEvery mcncl command and DVC stage "
+    typer.echo(f"Prefect UI: {url} (server pid {state['pid']}, log "
+               f"{server.path('log')}).\nEvery mcncl command and DVC stage "
                f"now reports its flow runs there. Stop it with: mcncl ui --stop")
 
 
@@ -387,9 +386,6 @@ def pipeline(
 
     server.ready()
     if serve:
-        if not server.api_url_chosen():
-            raise server.UiError(f"serving needs a running Prefect server; start one with "
-                                 f"`mcncl ui` (or unset {server.EPHEMERAL_ENV}).")
         pipeline_flow.serve(name="mcncl-pipeline", tags=["mcncl"])
         return
     ran = pipeline_flow(stages or [], force)
@@ -406,3 +402,8 @@ def demo_build(
     from flows import stages
 
     show.line(f"demo corpus written to {stages.demo_corpus_stage(script, config.demo)}")
+
+
+def main() -> None:
+    """The ``mcncl`` command (the console script and ``python -m mcncl``)."""
+    app()

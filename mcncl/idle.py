@@ -1,12 +1,12 @@
-"""The shared Prefect server's launcher and idle watchdog: ``python -m mcncl.idle HOST PORT``.
+"""The shared Prefect server's launcher and idle watchdog: ``python -P -m mcncl.idle PORT``.
 
-mcncl/ui.py starts it in a session of its own, so ``mcncl ui --stop`` stops the launcher and
-the server together. It runs ``prefect server start`` and the warm worker that runs stage
-commands without their import time (mcncl/warm.py), and checks once a second whether a
-command holds the users lock. When none has for the state's ``idle_stop_s`` seconds (0: never),
-it stops the server and removes the state, holding the start lock meanwhile so that no command
-adopts a server that is going away. It also ends when the server exits or the state names
-another launcher.
+mcncl/ui.py starts it in a session of its own, from its state folder, so ``mcncl ui --stop``
+stops the launcher and the server together. It runs ``prefect server start`` on 127.0.0.1,
+with the UI told to call the API on that same port, and checks once a second whether a
+command holds the users lock. When none has for the state's ``idle_stop_s`` seconds (0:
+never), it stops the server and removes the state, holding the start lock meanwhile so that
+no command adopts a server that is going away. It also ends when the server exits or the
+state names another launcher.
 """
 
 from __future__ import annotations
@@ -16,29 +16,20 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-from mcncl import ui, warm
+from mcncl import ui
 
 POLL_S = 1.0
 
 
-def _serve(host: str, port: str) -> subprocess.Popen:
+def _serve(port: str) -> subprocess.Popen:
     prefect = Path(sys.executable).with_name("prefect")
-    return subprocess.Popen([str(prefect), "server", "start", "--host", host, "--port", port,
-                             "--analytics-off"], stdin=subprocess.DEVNULL)
-
-
-def _warm(host: str, port: str) -> subprocess.Popen | None:
-    """The warm worker (mcncl/warm.py) beside the server, unless ``MCNCL_WARM=0``."""
-    if os.environ.get(warm.WARM_ENV) == "0":
-        return None
-    # run from the Prefect home, so that it imports mcncl from where the installed `mcncl`
-    # command does, not from the folder the first command happened to run in
-    return subprocess.Popen([sys.executable, "-m", "mcncl.warm", str(ui.path("sock")),
-                             f"http://{host}:{port}/api"], stdin=subprocess.DEVNULL,
-                            cwd=ui.prefect_home())
+    # the UI asks /ui-settings where the API is: without this it says port 4200 (issue 27)
+    env = {**os.environ, "PREFECT_UI_API_URL": f"http://{ui.HOST}:{port}/api",
+           "PREFECT_SERVER_API_HOST": ui.HOST, "PREFECT_SERVER_API_PORT": port}
+    return subprocess.Popen([str(prefect), "server", "start", "--host", ui.HOST, "--port", port,
+                             "--analytics-off"], stdin=subprocess.DEVNULL, env=env)
 
 
 def _idle_for(last_seen: float) -> float:
@@ -50,51 +41,37 @@ def _idle_for(last_seen: float) -> float:
     return time.time() - max(last_seen, touched)
 
 
-def watch(server: subprocess.Popen, pid: int, tick: Callable[[], None] = lambda: None) -> None:
-    """Return once the server exited, the state names another launcher, or it sat idle;
-    call ``tick`` once a second meanwhile."""
+def watch(server: subprocess.Popen, pid: int) -> None:
+    """Return once the server exited, the state names another launcher, or it sat idle."""
     last_seen = time.time()
     while server.poll() is None:
         time.sleep(POLL_S)
-        tick()
         with ui.locked():
             state = ui.read_state()
             if state is None or state["pid"] != pid:
                 return
             if ui.in_use():
                 last_seen = time.time()
-            elif state.get("idle_stop_s") and _idle_for(last_seen) >= state["idle_stop_s"]:
-                ui.path("json").unlink(missing_ok=True)
-                _end(server)
+            elif state["idle_stop_s"] and _idle_for(last_seen) >= state["idle_stop_s"]:
+                ui.path("state").unlink(missing_ok=True)
                 return
 
 
-def _end(server: subprocess.Popen) -> None:
-    server.terminate()
-    try:
-        server.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        server.wait()
-
-
-def main(host: str, port: str) -> None:
+def main(port: str) -> None:
+    if not port.isdigit():
+        raise SystemExit(f"usage: python -m mcncl.idle PORT (got {port!r})")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    server = _serve(host, port)
-    worker = _warm(host, port)
-
-    def keep_warm() -> None:  # a worker that found its packages changed is started anew
-        nonlocal worker
-        if worker is not None and worker.poll() == warm.STALE:
-            worker = _warm(host, port)
-
+    server = _serve(port)
     try:
-        watch(server, os.getpid(), keep_warm)
+        watch(server, os.getpid())
     finally:
-        for process in (worker, server):
-            if process is not None:
-                _end(process)
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    main(*sys.argv[1:2])

@@ -1,18 +1,27 @@
-"""The Prefect server every ``mcncl`` command reports to: one, in the background, shared.
+"""The Prefect server every ``mcncl`` command reports to: one per user, in the background.
 
-A command that runs a flow (each DVC stage, ``mcncl pipeline``) calls :func:`connect` before
-Prefect is imported. Unless ``PREFECT_API_URL`` is set, it adopts the server running for this
-Prefect home or starts one (announced in one line), so a ``dvc repro`` pays the server's
-start-up once instead of once per stage, and every run lands in one database the UI shows.
-While a command runs it holds a shared lock on ``mcncl-ui.users``; the server's watchdog
-(``mcncl/idle.py``) stops it once no command has held that lock for ``MCNCL_IDLE_STOP_S``
-seconds (default 300). ``mcncl ui`` starts the same server, or keeps the running one, with no
-idle stop; ``mcncl ui --stop`` stops it. ``MCNCL_EPHEMERAL_SERVER=1`` starts nothing: a
-command then uses a running server or Prefect's own temporary one (isolation for tests).
+**Start.** A command that runs a flow (each DVC stage, ``mcncl pipeline``) calls
+:func:`connect` before Prefect is imported. Unless ``PREFECT_API_URL`` is set (environment or
+active Prefect profile), it adopts the running server or starts one, announced in one line,
+so a ``dvc repro`` pays the server's start-up once and every run lands in one database. The
+launcher, ``python -P -m mcncl.idle PORT`` (``mcncl/idle.py``), runs ``prefect server start``
+on 127.0.0.1 only, with the UI pointed at that same port, from the state folder (so neither
+the caller's folder nor anything planted in it is on its import path). ``mcncl ui`` starts
+the same server, or keeps the running one, with no idle stop.
 
-Files in ``$PREFECT_HOME``: ``mcncl-ui.json`` (the launcher's pid, url, api_url, idle_stop_s),
-``mcncl-ui.lock`` (held while a server is started, adopted or stopped), ``mcncl-ui.users``
-(the commands' shared lock; its mtime is the last use) and ``mcncl-ui.log``.
+**Idle stop.** While a command runs it holds a shared lock on ``users.lock``; the launcher
+stops the server once no command has held it for ``MCNCL_IDLE_STOP_S`` seconds (default 300;
+0: never, as after ``mcncl ui``).
+
+**State files**, all in ``$PREFECT_HOME/mcncl/`` (default ``~/.prefect/mcncl/``), a folder
+created with mode 0700 and refused when another user owns it or others may use it:
+``server.json`` (the launcher's pid, port and idle stop), ``start.lock`` (held while a server
+is started, adopted or stopped), ``users.lock`` (its mtime: the last use) and ``server.log``.
+What is read from there is checked before it is used: the pid must be a running
+``mcncl.idle`` of this user, and (where ``/proc`` tells) the port's listening socket must be
+this user's; anything else is treated as no server.
+
+**Stop.** ``mcncl ui --stop`` (or the idle stop) ends the launcher, which stops the server.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ import json
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -34,25 +44,49 @@ from typing import IO
 from extractors import atomic
 
 IDLE_STOP_ENV = "MCNCL_IDLE_STOP_S"
-EPHEMERAL_ENV = "MCNCL_EPHEMERAL_SERVER"
 DEFAULT_IDLE_STOP_S = 300.0
+HOST = "127.0.0.1"  # the only address the server listens on
+FILES = {"state": "server.json", "lock": "start.lock", "users": "users.lock",
+         "log": "server.log"}
 _lease: IO[str] | None = None  # this process's shared lock on the users file, until exit
 _pending: dict | None = None  # the server connect() chose, until ready() has seen it answer
 _started_pid: int | None = None  # the launcher this process started, if it did
 
 
 class UiError(RuntimeError):
-    """The server could not be started or stopped."""
+    """The server could not be started or stopped, or its state folder is not safe."""
 
 
 def prefect_home() -> Path:
     return Path(os.environ.get("PREFECT_HOME", "~/.prefect")).expanduser()
 
 
+def state_dir() -> Path:
+    """``$PREFECT_HOME/mcncl``, created 0700; refused unless this user alone can use it."""
+    folder = prefect_home() / "mcncl"
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        folder.mkdir(mode=0o700)
+    info = os.lstat(folder)
+    if (not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid()
+            or info.st_mode & 0o077):
+        raise UiError(f"{folder}: the server's state folder must be a folder of your own that "
+                      f"nobody else can open (mode 0700); run `chmod 700 {folder}` if it is "
+                      "yours, or remove it.")
+    return folder
+
+
 def path(kind: str) -> Path:
-    """``$PREFECT_HOME/mcncl-ui.<kind>``: json (state), lock, users, log, or the warm
-    worker's sock and warm (its state; mcncl/warm.py)."""
-    return prefect_home() / f"mcncl-ui.{kind}"
+    """A state file: ``state``, ``lock``, ``users`` or ``log`` (see the module docstring)."""
+    return state_dir() / FILES[kind]
+
+
+def url_of(state: dict) -> str:
+    return f"http://{HOST}:{state['port']}"
+
+
+def api_url_of(state: dict) -> str:
+    return f"{url_of(state)}/api"
 
 
 def healthy(api_url: str, timeout_s: float = 0.5) -> bool:
@@ -64,41 +98,69 @@ def healthy(api_url: str, timeout_s: float = 0.5) -> bool:
 
 
 def read_state() -> dict | None:
+    """The launcher recorded in ``server.json``, when it is well formed and ours and alive."""
     try:
-        return json.loads(path("json").read_text())
+        state = json.loads(path("state").read_text())
     except (OSError, ValueError):
         return None
+    if not (isinstance(state, dict) and _is_int(state.get("pid")) and state["pid"] > 1
+            and _is_int(state.get("port")) and 0 < state["port"] < 65536
+            and isinstance(state.get("idle_stop_s"), int | float)
+            and not isinstance(state["idle_stop_s"], bool) and state["idle_stop_s"] >= 0):
+        return None
+    return state if alive(state["pid"]) else None
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def alive(pid: int) -> bool:
-    """Whether launcher ``pid`` still runs (a child of this process that ended is reaped here)."""
+    """Whether ``pid`` is a running launcher (``mcncl.idle``) of this user; a child of this
+    process that ended is reaped here."""
     with contextlib.suppress(ChildProcessError):
         if os.waitpid(pid, os.WNOHANG)[0] == pid:
             return False
-    if Path("/proc/self").is_dir():  # where it can, check that the pid was not reused since
+    proc = Path(f"/proc/{pid}")
+    if Path("/proc/self").is_dir():
         try:
-            return b"mcncl.idle" in Path(f"/proc/{pid}/cmdline").read_bytes()
+            return (proc.stat().st_uid == os.getuid()
+                    and b"mcncl.idle" in (proc / "cmdline").read_bytes().split(b"\0"))
         except OSError:
             return False
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        os.kill(pid, 0)  # without /proc: a process we may signal is ours (or we are root)
+    except OSError:
         return False
-    except PermissionError:
-        return True
     return True
 
 
+def listener_is_ours(port: int) -> bool:
+    """Whether the socket listening on 127.0.0.1:``port`` belongs to this user (from
+    ``/proc/net/tcp``; True where that file does not exist)."""
+    try:
+        lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    except OSError:
+        return True
+    want = f"0100007F:{port:04X}"
+    for line in lines:
+        fields = line.split()
+        if fields[1] == want and fields[3] == "0A":  # LISTEN
+            return int(fields[7]) == os.getuid()
+    return False
+
+
 def running() -> dict | None:
-    """The shared server, as {pid, url, api_url, idle_stop_s}, when it answers."""
+    """The shared server, as {pid, port, idle_stop_s}, when it answers and is ours."""
     state = read_state()
-    return state if state is not None and healthy(state["api_url"]) else None
+    if state is None or not healthy(api_url_of(state)):
+        return None
+    return state if listener_is_ours(state["port"]) else None
 
 
 @contextlib.contextmanager
 def locked() -> Iterator[None]:
-    """Hold ``mcncl-ui.lock``: one process at a time starts, adopts or stops the server."""
-    prefect_home().mkdir(parents=True, exist_ok=True)
+    """Hold ``start.lock``: one process at a time starts, adopts or stops the server."""
     with path("lock").open("a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         yield
@@ -148,8 +210,7 @@ def connect(echo: Callable[[str], None]) -> None:
     """Send this process's flow runs to the shared server, starting one when none runs.
 
     Call it before Prefect is imported; :func:`ready` then waits until the server answers.
-    It does nothing when the user chose a server (:func:`api_url_chosen`); with
-    ``MCNCL_EPHEMERAL_SERVER=1`` it uses a running server but starts none.
+    It does nothing when the user chose a server (:func:`api_url_chosen`).
     """
     global _lease, _pending, _started_pid
     if api_url_chosen():
@@ -157,20 +218,16 @@ def connect(echo: Callable[[str], None]) -> None:
     seconds = idle_stop_s()
     with locked():
         state = read_state()
-        if state is None or not alive(state["pid"]):
-            if os.environ.get(EPHEMERAL_ENV) == "1":
-                return
-            state = _spawn("127.0.0.1", _free_port(), seconds)
+        if state is None:
+            state = _spawn(_free_port(), seconds)
             _started_pid = state["pid"]
             stops = f"stops after {seconds:.0f} s unused" if seconds else "runs until stopped"
-            echo(f"Prefect server starting in the background: {state['url']} ({stops}; "
+            echo(f"Prefect server starting in the background: {url_of(state)} ({stops}; "
                  f"`mcncl ui --stop` stops it now).")
         _lease = path("users").open("a")
         fcntl.flock(_lease, fcntl.LOCK_SH)
         os.utime(path("users"))
-    os.environ["PREFECT_API_URL"] = state["api_url"]
-    if "prefect.context" in sys.modules:  # imported already (the warm worker's children)
-        sys.modules["prefect.context"].refresh_global_settings_context()
+    os.environ["PREFECT_API_URL"] = api_url_of(state)
     _pending = state
 
 
@@ -182,18 +239,18 @@ def ready(timeout_s: float = 180.0) -> None:
         _pending = None
 
 
-def start(host: str = "127.0.0.1", port: int = 4200, timeout_s: float = 180.0) -> dict:
+def start(port: int = 4200, timeout_s: float = 180.0) -> dict:
     """``mcncl ui``: the shared server without an idle stop (the running one, or a new one)."""
     with locked():
         state = read_state()
-        if state is not None and alive(state["pid"]):
+        if state is not None:
             state["idle_stop_s"] = 0
-            atomic.write_text(json.dumps(state), path("json"))
+            atomic.write_text(json.dumps(state), path("state"))
         else:
-            url = f"http://{host}:{port}"
-            if healthy(f"{url}/api"):
-                raise UiError(f"another server already answers on {url}; stop it or use --port.")
-            state = _spawn(host, port, 0)
+            if healthy(f"http://{HOST}:{port}/api"):
+                raise UiError(f"another server already answers on http://{HOST}:{port}; stop "
+                              "it or use --port.")
+            state = _spawn(port, 0)
     try:
         _wait(state, timeout_s)
     except UiError:
@@ -206,9 +263,10 @@ def stop() -> bool:
     """Stop the shared server (``mcncl ui --stop``); False when none was running."""
     with locked():
         state = read_state()
+        path("state").unlink(missing_ok=True)
         if state is None:
             return False
-        _stop(state)
+        _stop(state["pid"])
     return True
 
 
@@ -223,37 +281,43 @@ def stop_if_started() -> None:
         _lease = None
     with locked():
         state = read_state()
-        if (state is not None and state["pid"] == _started_pid and state.get("idle_stop_s")
+        if (state is not None and state["pid"] == _started_pid and state["idle_stop_s"]
                 and not in_use()):
-            _stop(state)
+            path("state").unlink(missing_ok=True)
+            _stop(state["pid"])
 
 
-def _spawn(host: str, port: int, idle_s: float) -> dict:
-    """Start the launcher (``python -m mcncl.idle``) in a session of its own; record it."""
-    url = f"http://{host}:{port}"
+def _spawn(port: int, idle_s: float) -> dict:
+    """Start the launcher in a session of its own, from the state folder, without the
+    current folder on its import path (``-P``); record it."""
+    folder = state_dir()
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    safe_path = ["-P"] if sys.version_info >= (3, 11) else []  # else cwd (ours, 0700) is first
     with path("log").open("ab") as sink:
         process = subprocess.Popen(
-            [sys.executable, "-m", "mcncl.idle", host, str(port)], stdout=sink,
-            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True)
-    state = {"pid": process.pid, "url": url, "api_url": f"{url}/api", "idle_stop_s": idle_s}
-    atomic.write_text(json.dumps(state), path("json"))
+            [sys.executable, *safe_path, "-m", "mcncl.idle", str(port)], stdout=sink,
+            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=folder,
+            start_new_session=True)
+    state = {"pid": process.pid, "port": port, "idle_stop_s": idle_s}
+    atomic.write_text(json.dumps(state), path("state"))
     return state
 
 
 def _wait(state: dict, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
-    while not healthy(state["api_url"]):
+    while not healthy(api_url_of(state)):
         if not alive(state["pid"]) or time.monotonic() > deadline:
-            raise UiError(f"the Prefect server did not come up on {state['url']} within "
+            raise UiError(f"the Prefect server did not come up on {url_of(state)} within "
                           f"{timeout_s:.0f} s; see {path('log')} for why, then run "
                           "`mcncl ui --stop` and try again.")
         time.sleep(0.2)
+    if not listener_is_ours(state["port"]):
+        raise UiError(f"another user's program answers on {url_of(state)}; run `mcncl ui "
+                      "--stop`, then `mcncl ui --port` with another port.")
 
 
-def _stop(state: dict) -> None:
-    """Stop the launcher (it stops its server first; else its whole group) and forget it."""
-    pid = state["pid"]
+def _stop(pid: int) -> None:
+    """Stop launcher ``pid`` (it stops its server first; else its whole group)."""
     with contextlib.suppress(ProcessLookupError):
         if alive(pid):
             os.kill(pid, signal.SIGTERM)
@@ -262,10 +326,9 @@ def _stop(state: dict) -> None:
             time.sleep(0.1)
         if alive(pid):
             os.killpg(pid, signal.SIGKILL)
-    path("json").unlink(missing_ok=True)
 
 
 def _free_port() -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((HOST, 0))
         return s.getsockname()[1]

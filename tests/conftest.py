@@ -1,9 +1,12 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import sqlite3
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,10 +16,39 @@ from tests.project import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
-# Stage commands run by tests start no shared background server (mcncl/ui.py): as before it,
-# each uses a running `mcncl ui` server or Prefect's temporary one, and none outlives a test.
-# tests/test_shared_server.py lifts this for its own Prefect homes.
-os.environ.setdefault("MCNCL_EPHEMERAL_SERVER", "1")
+_SESSION: dict[str, Path] = {}  # the session's Prefect server: its home and a migrated copy
+
+
+def pytest_configure(config):
+    """One real Prefect server (`mcncl ui`) for the whole session, started before any test
+    module imports Prefect: every flow run of this process and of the commands tests start
+    reports to it (``PREFECT_API_URL``), instead of each starting a server of its own. Its
+    freshly migrated database is copied aside for tests that need a home of their own."""
+    if os.environ.get("PREFECT_API_URL"):
+        return
+    work = Path(tempfile.mkdtemp(prefix="mcncl-tests-prefect-"))
+    home, template = work / "home", work / "template"
+    started = _mcncl_ui(home, "--port", str(free_port()))
+    os.environ["PREFECT_API_URL"] = re.search(r"Prefect UI: (\S+)", started).group(1) + "/api"
+    template.mkdir()
+    with sqlite3.connect(home / "prefect.db") as source, \
+            sqlite3.connect(template / "prefect.db") as copy:
+        source.backup(copy)
+    _SESSION.update(work=work, home=home, template=template)
+
+
+def pytest_unconfigure(config):
+    if _SESSION:
+        _mcncl_ui(_SESSION["home"], "--stop")
+        shutil.rmtree(_SESSION["work"], ignore_errors=True)
+
+
+def _mcncl_ui(home: Path, *args: str) -> str:
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    result = subprocess.run([sys.executable, "-m", "mcncl", "ui", *args], capture_output=True,
+                            text=True, timeout=300, env={**env, "PREFECT_HOME": str(home)})
+    assert result.returncode == 0, result.stderr
+    return result.stdout
 
 
 def pytest_collection_modifyitems(items):
@@ -33,21 +65,10 @@ def demo_corpus(tmp_path_factory) -> Path:
     return build_demo(REPO / "data" / "demo_script.csv", DemoConfig(out=str(out)))
 
 
-@pytest.fixture(scope="session")
-def migrated_prefect_home(tmp_path_factory) -> Path:
-    """A Prefect home whose database is migrated, made once: a server on a fresh home spends
-    ~30 s on 2 cores creating its tables, on a copy of this one ~8 s."""
-    home = tmp_path_factory.mktemp("prefect-template") / "home"
-    env = {**os.environ, "PREFECT_HOME": str(home)}
-    env.pop("PREFECT_API_URL", None)
-    for args in (["--port", str(free_port())], ["--stop"]):
-        subprocess.run([sys.executable, "-m", "mcncl", "ui", *args], env=env, check=True,
-                       capture_output=True, timeout=300)
-    return home
-
-
 @pytest.fixture()
-def prefect_home(migrated_prefect_home, tmp_path) -> Path:
-    """This test's own Prefect home: a copy of the migrated one."""
-    return Path(shutil.copytree(migrated_prefect_home, tmp_path / "prefect-home",
-                                ignore=shutil.ignore_patterns("mcncl-ui.*")))
+def prefect_home(tmp_path) -> Path:
+    """This test's own Prefect home, holding a copy of the session server's freshly migrated
+    database (a server on a fresh home spends ~30 s on 2 cores creating its tables)."""
+    if "template" not in _SESSION:
+        pytest.skip("needs the session's Prefect server (PREFECT_API_URL was set outside)")
+    return Path(shutil.copytree(_SESSION["template"], tmp_path / "prefect-home"))

@@ -1,8 +1,11 @@
-"""`mcncl ui` starts a real Prefect server on loopback; a stage's flow run lands in its API."""
+"""`mcncl ui` starts a real Prefect server on loopback; a stage's flow run lands in its API and
+shows in its UI, in headless Chromium."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -55,6 +58,12 @@ def test_ui_server_receives_a_stage_run_with_tags_task_runs_and_artifact(env, tm
         other = mcncl(env, tmp_path, "ui", "--port", str(free_port()))  # one server, kept
         assert other.returncode == 0 and f"Prefect UI: {url}" in other.stdout
         assert "already running, so it stays on" in other.stderr
+        with urllib.request.urlopen(f"{url}/ui-settings", timeout=10) as response:
+            assert json.load(response)["api_url"] == f"{url}/api"  # not port 4200's
+        if shutil.which("chromium") is None:
+            pytest.skip("chromium is not installed (make test installs it)")
+        page = rendered(f"{url}/runs", tmp_path / "chromium")
+        assert "manifest-tiny" in page and "Can't connect" not in page
     finally:
         stopped = mcncl(env, tmp_path, "ui", "--stop")
     assert stopped.returncode == 0 and "Prefect server stopped." in stopped.stderr
@@ -94,6 +103,18 @@ def test_pipeline_served_as_a_deployment_runs_when_triggered(env, tmp_path):
             served.terminate()
             served.wait(timeout=60)
         mcncl(env, tmp_path, "ui", "--stop")
+
+
+def rendered(url: str, profile: Path) -> str:
+    """The page's DOM once headless Chromium has run its scripts (the UI fetches the runs
+    from the API the server's /ui-settings names)."""
+    result = subprocess.run(
+        ["chromium", "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={profile}", "--window-size=1400,900", "--virtual-time-budget=40000",
+         "--dump-dom", url], capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
 
 
 def poll(found, timeout_s: float = 180.0) -> dict:

@@ -5,22 +5,20 @@ Each test has its own Prefect home; what a test starts, it also sees stopped.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import re
-import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import psutil
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
-from tests.project import api
+from mcncl import ui
+from tests.project import api, free_port
 from tests.test_meld import row, write_csv
 
 STARTED = "Prefect server starting in the background"
@@ -29,8 +27,7 @@ STARTED = "Prefect server starting in the background"
 @pytest.fixture()
 def env(prefect_home: Path) -> dict:
     """What a user's shell has: no PREFECT_API_URL, the shared server allowed (no opt-out)."""
-    clean = {k: v for k, v in os.environ.items()
-             if k not in ("PREFECT_API_URL", "MCNCL_EPHEMERAL_SERVER")}
+    clean = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     return {**clean, "PREFECT_HOME": str(prefect_home), "MCNCL_IDLE_STOP_S": "60",
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
 
@@ -54,13 +51,12 @@ def finish(process: subprocess.Popen) -> tuple[int, str]:
     return process.returncode, stderr
 
 
-def launchers(env: dict, module: str = "mcncl.idle") -> list[psutil.Process]:
-    """The server launchers (mcncl/idle.py), or warm workers (mcncl.warm), running for this
-    test's Prefect home."""
+def launchers(env: dict) -> list[psutil.Process]:
+    """The server launchers (mcncl/idle.py) running for this test's Prefect home."""
     found = []
     for process in psutil.process_iter(["cmdline"]):
         try:
-            if (module in (process.info["cmdline"] or [])
+            if ("mcncl.idle" in (process.info["cmdline"] or [])
                     and process.environ().get("PREFECT_HOME") == env["PREFECT_HOME"]):
                 found.append(process)
         except psutil.Error:
@@ -69,15 +65,15 @@ def launchers(env: dict, module: str = "mcncl.idle") -> list[psutil.Process]:
 
 
 def gone(env: dict, timeout_s: float = 60.0) -> bool:
-    """True once no launcher, server or warm worker of this Prefect home runs (waiting up to
-    timeout_s)."""
-    def running() -> bool:
-        return bool(launchers(env) or launchers(env, "mcncl.warm"))
-
+    """True once no launcher or server of this Prefect home runs (waiting up to timeout_s)."""
     deadline = time.monotonic() + timeout_s
-    while running() and time.monotonic() < deadline:
+    while launchers(env) and time.monotonic() < deadline:
         time.sleep(0.5)
-    return not running() and not (Path(env["PREFECT_HOME"]) / "mcncl-ui.json").exists()
+    return not launchers(env) and not state_file(env).exists()
+
+
+def state_file(env: dict) -> Path:
+    return Path(env["PREFECT_HOME"]) / "mcncl" / "server.json"
 
 
 def test_two_stages_at_once_start_one_server_that_keeps_their_runs(env, tmp_path):
@@ -89,10 +85,10 @@ def test_two_stages_at_once_start_one_server_that_keeps_their_runs(env, tmp_path
         assert sum(err.count(STARTED) for _, err in results) == 1, results
         assert not any("Starting temporary server" in err for _, err in results)
         [launcher] = launchers(env)
-        assert sorted(p.cmdline()[1:4] for p in launcher.children()) == [
-            ["-m", "mcncl.warm", env["PREFECT_HOME"] + "/mcncl-ui.sock"],
+        assert [p.cmdline()[1:4] for p in launcher.children()] == [
             [str(Path(sys.executable).with_name("prefect")), "server", "start"]]
-        url = json.loads((Path(env["PREFECT_HOME"]) / "mcncl-ui.json").read_text())["url"]
+        port = json.loads(state_file(env).read_text())["port"]
+        url = f"http://127.0.0.1:{port}"
         runs = api(url, "flow_runs/filter", {"flow_runs": {"tags": {"all_": ["stage:manifest"]}}})
         assert sorted((r["name"], r["state_type"], sorted(r["tags"])) for r in runs) == [
             ("manifest-a", "COMPLETED", ["corpus:a", "stage:manifest"]),
@@ -133,99 +129,70 @@ def test_pipeline_stops_the_server_it_started_also_when_a_stage_fails(env, tmp_p
         finish(mcncl(env, tmp_path, "ui", "--stop"))
 
 
-def warm_runs(env: dict) -> list[str]:
-    """The commands the warm worker ran, from the server's log (mcncl/warm.py)."""
-    return re.findall(r"warm worker: pid \d+ runs `mcncl (.*?)`", log(env))
-
-
-def ended(pid: int, timeout_s: float = 10.0) -> bool:
-    """Whether process ``pid`` ends (and its parent reaps it) within ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while psutil.pid_exists(pid) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    return not psutil.pid_exists(pid)
-
-
-def log(env: dict) -> str:
-    return (Path(env["PREFECT_HOME"]) / "mcncl-ui.log").read_text()
-
-
-def new_worker(state_file: Path, old_pid: int | None = None) -> dict:
-    """The warm worker's state once a worker other than ``old_pid`` is ready (up to 120 s)."""
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError, ValueError):
-            state = json.loads(state_file.read_text())
-            if state["pid"] != old_pid:
-                return state
-        time.sleep(0.5)
-    raise AssertionError(f"no new warm worker wrote {state_file}")
-
-
-def extracting(env: dict, cwd: Path) -> tuple[subprocess.Popen, int]:
-    """`mcncl extract text` started on a long manifest, and the pid of the warm worker's child
-    that runs it."""
-    before = len(warm_runs(env))
-    command = mcncl(env, cwd, "extract", "text", "--manifest", long_manifest(cwd))
-    while len(warm_runs(env)) == before and command.poll() is None:
-        time.sleep(0.1)
-    return command, int(re.findall(r"pid (\d+) runs `mcncl extract", log(env))[-1])
-
-
-def long_manifest(cwd: Path, n: int = 2000) -> str:
-    """Corpus b's manifest grown to ``n`` distinct utterances, so that extracting it lasts
-    until the test interrupts it (two utterances can be done before the signal lands)."""
-    table = pq.read_table(cwd / "data/manifests/b.parquet")
-    first = table.slice(0, 1).to_pylist()[0]
-    rows = [{**first, "utterance_id": f"long/{i}", "text": f"Sentence number {i}."}
-            for i in range(n)]
-    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema),
-                   cwd / "data/manifests/long.parquet")
-    return "data/manifests/long.parquet"
-
-
-def test_with_the_server_running_stage_commands_run_in_the_warm_worker(env, tmp_path):
-    corpora(tmp_path, {"a": "joy", "b": "joy", "bad": "happy"})
-    warm_state = Path(env["PREFECT_HOME"]) / "mcncl-ui.warm"
-    packages = tmp_path / "extra-packages"  # a folder of installed packages, as site-packages
-    packages.mkdir()
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(packages), env.get("PYTHONPATH")]))
+def test_the_launcher_ignores_a_planted_module_and_listens_on_loopback_only(env, tmp_path):
+    """`mcncl ui` run in a folder holding `extractors/__init__.py` does not run that file (the
+    launcher starts from the 0700 state folder, without the current folder on its path); the
+    server and its launcher listen on one loopback port, the one the UI calls."""
+    planted = tmp_path / "extractors" / "__init__.py"
+    planted.parent.mkdir()
+    planted.write_text(f"open({str(tmp_path / 'PLANTED-RAN')!r}, 'w').close()\n")
+    command = [str(Path(sys.executable).with_name("mcncl")), "ui", "--port", str(free_port())]
+    started = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,
+                             timeout=300)
     try:
-        assert finish(mcncl(env, tmp_path, "manifest", "--corpus", "a"))[0] == 0
-        state = new_worker(warm_state)
+        assert started.returncode == 0, started.stderr
+        assert not (tmp_path / "PLANTED-RAN").exists()
+        folder = state_file(env).parent
+        assert folder.stat().st_mode & 0o777 == 0o700
+        port = json.loads(state_file(env).read_text())["port"]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ui-settings", timeout=10) as r:
+            assert json.load(r)["api_url"] == f"http://127.0.0.1:{port}/api"
         [launcher] = launchers(env)
-        assert state["pid"] in [p.pid for p in launcher.children()]
-        assert warm_runs(env) == []  # the first command started the server: it ran cold
-
-        code, stderr = finish(mcncl(env, tmp_path, "manifest", "--corpus", "b"))
-        assert code == 0, stderr
-        assert "2 utterances" in stderr and (tmp_path / "data/manifests/b.parquet").is_file()
-        code, stderr = finish(mcncl(env, tmp_path, "manifest", "--corpus", "bad"))
-        assert code == 2 and "label 'happy'" in stderr  # the child's status and stderr
-        assert warm_runs(env) == ["manifest --corpus b", "manifest --corpus bad"]
-
-        # what the preloaded libraries read at import differs, or the user opted out: cold
-        threads = str(int(env.get("OMP_NUM_THREADS", "1")) + 1)  # not what the worker has
-        for extra in ({"OMP_NUM_THREADS": threads}, {"MCNCL_WARM": "0"}):
-            code, stderr = finish(mcncl({**env, **extra}, tmp_path, "manifest", "--corpus", "b"))
-            assert code == 0, stderr
-        assert len(warm_runs(env)) == 2
-
-        (packages / "new_package").mkdir()  # as `pip install` would: the worker starts anew
-        state = new_worker(warm_state, state["pid"])
-        assert finish(mcncl(env, tmp_path, "manifest", "--corpus", "b"))[0] == 0
-        assert len(warm_runs(env)) == 3 and "packages were installed" in log(env)
-
-        slow, pid = extracting(env, tmp_path)
-        slow.send_signal(signal.SIGINT)  # Ctrl-C reaches the child that runs the command
-        code, stderr = finish(slow)
-        assert code != 0 and ("KeyboardInterrupt" in stderr or "Aborted" in stderr), stderr
-        assert ended(pid)
-        slow, pid = extracting(env, tmp_path)
-        slow.kill()  # SIGKILL cannot be passed on: the child sees the command gone and ends
-        slow.wait()
-        assert ended(pid)
-        assert psutil.pid_exists(state["pid"])  # the worker itself goes on
+        listening = {(c.laddr.ip, c.laddr.port) for p in [launcher, *launcher.children(True)]
+                     for c in p.net_connections("inet") if c.status == psutil.CONN_LISTEN}
+        assert listening == {("127.0.0.1", port)}
     finally:
-        finish(mcncl(env, tmp_path, "ui", "--stop"))
-    assert gone(env) and not warm_state.exists()
+        subprocess.run([*command[:2], "--stop"], cwd=tmp_path, env=env, capture_output=True)
+    assert gone(env)
+
+
+def test_a_forged_or_unsafe_state_is_not_acted_on(tmp_path, monkeypatch):
+    """What the state folder says is checked before it is used: a state naming a process
+    that is not a launcher of ours is no server (and is not signalled); a state folder that
+    others may open is refused with the fix."""
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "home"))
+    victim = subprocess.Popen(["sleep", "60"])
+    try:
+        for state in ({"pid": victim.pid, "port": free_port(), "idle_stop_s": 0},
+                      {"pid": "1; rm -rf /", "port": 80, "idle_stop_s": 0}, ["not", "a", "dict"]):
+            ui.path("state").write_text(json.dumps(state))
+            assert ui.read_state() is None and ui.running() is None
+            assert ui.stop() is False
+        assert victim.poll() is None  # not signalled
+    finally:
+        victim.kill()
+        victim.wait()
+    folder = ui.state_dir()
+    folder.chmod(0o777)
+    with pytest.raises(ui.UiError, match=r"mcncl: .*mode 0700.*chmod 700"):
+        ui.path("state")
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not Path("/usr/bin/python3").exists(),
+                    reason="another user's listener needs root and the system Python")
+def test_a_port_another_user_listens_on_is_not_taken_for_our_server():
+    port = free_port()
+    code = (f"import socket, time; s = socket.socket(); s.bind(('127.0.0.1', {port})); "
+            "s.listen(); print('up', flush=True); time.sleep(60)")
+    other = subprocess.Popen(["/usr/bin/python3", "-c", code], user="nobody", cwd="/",
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout.readline() == "up\n"
+        assert ui.listener_is_ours(port) is False
+        with socket.socket() as own:
+            own.bind(("127.0.0.1", 0))
+            own.listen()
+            assert ui.listener_is_ours(own.getsockname()[1]) is True
+    finally:
+        other.kill()
+        other.wait()
