@@ -21,9 +21,9 @@ from extractors.base import (
     file_digest,
     file_size,
 )
+from extractors.code_hash import code_hash
 from extractors.configs import LEVELS, AcousticConfig
 
-VERSION = "1"
 NATIVE_HOP_MS = 10
 
 
@@ -73,7 +73,7 @@ class AcousticExtractor(SpeechExtractor):
             raise ValueError(f"acoustic.feature_set {config.feature_set!r} is unknown; "
                              f"use one of {names}.") from None
         self.config = config
-        self.version = f"{VERSION}+opensmile-{opensmile.__version__}"
+        self.version = f"{code_hash(type(self).__module__)}+opensmile-{opensmile.__version__}"
         self._local = threading.local()  # openSMILE objects are not shared between threads
         self.names = {level: self._smile(level).feature_names for level in config.levels}
         fields = [pa.field("duration_s", pa.float32())]

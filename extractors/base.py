@@ -64,6 +64,8 @@ Result = dict[str, Any] | Failure
 
 class Extractor(Protocol):
     modality: str
+    # What else decides its results, in the cache key: the code hash of its module
+    # (extractors/code_hash.py), its libraries' versions and its model weights' hash.
     version: str
     config: Any
     schema: pa.Schema

@@ -27,6 +27,7 @@ from extractors.base import (
     file_digest,
     file_size,
 )
+from extractors.code_hash import code_hash
 from extractors.configs import FacialConfig
 from extractors.face_aus import AUS, BLENDSHAPE_AUS, N_BLENDSHAPES
 from extractors.face_coverage import coverage_markdown
@@ -35,8 +36,7 @@ from extractors.face_speaker import LOUDNESS_WINDOW, choose_speaker, loudness_en
 from extractors.face_tracks import Face, Track, track_faces
 from extractors.video import sample_frames
 
-__all__ = ["AUS", "BLENDSHAPE_AUS", "VERSION", "FacialConfig", "FacialExtractor"]
-VERSION = "2"
+__all__ = ["AUS", "BLENDSHAPE_AUS", "FacialConfig", "FacialExtractor"]
 AUDIO_RATE = 16000  # loudness only: any rate that keeps speech's energy will do
 
 
@@ -66,7 +66,7 @@ class FacialExtractor:
         self.detector = (FullRangeDetector(config.detect_width, config.min_face_confidence)
                          if config.detector == "full_range" else None)
         self.config = config
-        self.version = f"{VERSION}+{self.backend.version}"
+        self.version = f"{code_hash(type(self).__module__)}+{self.backend.version}"
         vector = pa.list_(pa.float32(), len(AUS))
         self.schema = pa.schema([
             pa.field("frame_times", pa.list_(pa.float32())),

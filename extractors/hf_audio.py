@@ -20,9 +20,8 @@ import pyarrow as pa
 
 from extractors.acoustic import AcousticConfig, SpeechExtractor, pool_frames
 from extractors.base import weights_hash
+from extractors.code_hash import code_hash
 from extractors.layers import chosen_states, layer_choice
-
-VERSION = "1"
 
 
 class HFAudioExtractor(SpeechExtractor):
@@ -58,7 +57,8 @@ class HFAudioExtractor(SpeechExtractor):
                                   "acoustic.hf_layer")
         self.torch = torch
         width = model_config.hidden_size
-        self.version = (f"{VERSION}+transformers-{importlib.metadata.version('transformers')}"
+        transformers = importlib.metadata.version("transformers")
+        self.version = (f"{code_hash(type(self).__module__)}+transformers-{transformers}"
                         f"+{weights_hash(str(folder))}")
         self.schema = pa.schema([
             pa.field("duration_s", pa.float32()),

@@ -31,10 +31,9 @@ from pathlib import Path
 import pyarrow as pa
 
 from extractors.base import Failure, Result, UtteranceInput, weights_hash
+from extractors.code_hash import code_hash
 from extractors.configs import PACKAGED_MODEL, TextConfig
 from extractors.layers import chosen_states, layer_choice
-
-VERSION = "1"
 
 
 def model_path(model: str) -> str:
@@ -111,7 +110,8 @@ class TextExtractor:
         self.separator = self.model.tokenizer.sep_token or "|"
         dim = self.model.get_embedding_dimension()
         version = importlib.metadata.version("sentence-transformers")
-        self.version = f"{VERSION}+sentence-transformers-{version}+{weights_hash(path)}"
+        self.version = (f"{code_hash(type(self).__module__)}+sentence-transformers-{version}"
+                        f"+{weights_hash(path)}")
         self.schema = pa.schema([
             pa.field("embedding", pa.list_(pa.float32(), dim)),
             pa.field("token_embeddings", pa.list_(pa.list_(pa.float32(), dim))),

@@ -1,5 +1,8 @@
 """Per-utterance result cache: one small Arrow file per (input content, config, version) key.
 
+The extractor's ``version`` begins with the hash of the project source it imports
+(``extractors/code_hash.py``), so an edit to that code misses its entries, and only its.
+
 Entries are written atomically, so a run killed midway keeps every finished utterance and
 never leaves half an entry. Failures are cached too (the same input fails the same way),
 except ``internal`` ones, which may be transient.
@@ -21,6 +24,8 @@ UNCACHED_KINDS = {"internal", "no_media", "missing_file"}
 
 
 def cache_key(digest: str, config_hash: str, version: str) -> str:
+    """The key of one utterance's result: its input's content, the extractor's settings that
+    change features and its ``version`` (code hash, libraries, weights)."""
     return hashlib.sha256(f"{digest}|{config_hash}|{version}".encode()).hexdigest()
 
 

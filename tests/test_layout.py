@@ -1,8 +1,13 @@
-"""dvc.yaml writes the same paths as :class:`flows.layout.Layout`, the one layout in code."""
+"""dvc.yaml writes the same paths as :class:`flows.layout.Layout`, the one layout in code, and
+every stage depends on the whole of the code it runs."""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -11,6 +16,7 @@ from flows.layout import Layout
 
 REPO = Path(__file__).resolve().parents[1]
 KEY = "${key}"
+CODE = ["extractors", "flows", "fusion", "mcncl"]  # every stage runs mcncl/cli.py: all four
 
 
 def layout_paths(layout: Layout) -> set[str]:
@@ -43,6 +49,29 @@ def test_every_corpus_path_in_dvc_yaml_is_the_layouts():
     assert not foreign, f"dvc.yaml paths that flows/layout.py does not give: {foreign}"
     assert {str(layout.manifest), str(layout.text_encoder), str(layout.checkpoint),
             str(layout.metrics), str(layout.tensors)} <= set(named)
+
+
+def test_every_stage_depends_on_the_four_code_folders_and_its_data_only():
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    for name, stage in stages.items():
+        deps = stage.get("do", stage)["deps"]
+        assert deps[:len(CODE)] == CODE, f"{name}: deps must start with the code folders {CODE}"
+        other = [d for d in deps[len(CODE):] if not d.startswith(("data/", "${"))]
+        assert not other, f"{name}: code deps beside the four folders: {other}"
+
+
+def test_bytecode_does_not_change_the_code_folders_hashes(tmp_path: Path):
+    """Python writes __pycache__/ into the code folders as it runs; DVC must not see it, or
+    every stage would look changed after any run. Asked of DVC itself, with our .dvcignore."""
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
+    dvc = str(Path(sys.executable).parent / "dvc")
+    subprocess.run([dvc, "init", "--no-scm", "-q"], cwd=tmp_path, env=env, check=True)
+    shutil.copy(REPO / ".dvcignore", tmp_path / ".dvcignore")
+    pyc = "extractors/__pycache__/base.cpython-311.pyc"
+    check = subprocess.run([dvc, "check-ignore", pyc], cwd=tmp_path, env=env,
+                           capture_output=True, text=True)
+    assert check.returncode == 0, ".dvcignore must list __pycache__/ (stages' code deps are " \
+                                  "whole folders)"
 
 
 def test_layout_of_a_corpus():

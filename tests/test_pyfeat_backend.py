@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from extractors.base import UtteranceInput
+from extractors.code_hash import code_hash
 from extractors.corpora.demo import feat_data_dir
-from extractors.facial import AUS, VERSION, FacialConfig, FacialExtractor
+from extractors.facial import AUS, FacialConfig, FacialExtractor
 from extractors.pyfeat_backend import find_weights
 
 
@@ -45,7 +46,8 @@ def test_pyfeat_backend_runs_through_pyfeat(tmp_path: Path, detector: str, faces
     try:
         extractor = FacialExtractor(FacialConfig(backend="pyfeat", pyfeat_detector=detector,
                                                  detector=faces, fps=2.0))
-        assert extractor.version.startswith(f"{VERSION}+py-feat-2.1.5+{detector}+")
+        assert extractor.version.startswith(
+            f"{code_hash('extractors.facial')}+py-feat-2.1.5+{detector}+")
         row = extractor.extract([UtteranceInput(
             "u", "", None, str(feat_data_dir() / "single_face.mp4"))])[0]
     finally:

@@ -127,13 +127,16 @@ def _render(line: Line, root: Path, config: DemoConfig) -> float:
     with wave.open(str(wav)) as w:
         duration = w.getnframes() / w.getframerate()
     face = feat_data_dir() / FACES[line.emotion]
+    # one decoding thread: with frame threads, how many looped frames reach `-t` can depend on
+    # timing, so a loaded machine wrote a different clip (seen once in a `dvc repro`)
     face_input = (["-stream_loop", "-1"] if face.suffix == ".mp4" else ["-loop", "1"]) + [
-        "-i", str(face)]
+        "-threads", "1", "-i", str(face)]
     # swscale's bit-exact rounding: its default SIMD paths round differently per CPU family.
     frame = (f"fps={config.fps},scale=-2:{config.height}:flags=bicubic+bitexact+accurate_rnd,"
              f"pad={config.width}:{config.height}:(ow-iw)/2:0:color=0x202020,format=yuv420p")
     subprocess.run(
-        ["ffmpeg", "-nostdin", "-y", "-v", "error", *face_input, "-i", str(wav),
+        ["ffmpeg", "-nostdin", "-y", "-v", "error", "-filter_threads", "1", *face_input,
+         "-i", str(wav),
          "-map", "0:v", "-map", "1:a", "-t", f"{duration:.3f}", "-vf", frame,
          "-c:v", "libx264", "-preset", "veryfast", "-crf", "30", "-threads", "1",
          "-c:a", "aac", "-b:a", "64k", "-map_metadata", "-1",
