@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import re
+import reprlib
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_type_hints
+from types import UnionType
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
@@ -76,26 +80,81 @@ class Params:
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
-    """Read ``path`` into :class:`Params`; absent sections and keys take their defaults."""
+    """Read ``path`` into :class:`Params`; absent sections and keys take their defaults.
+
+    A missing or unreadable file, bad YAML, an unknown key or a value of the wrong type is a
+    :class:`ConfigError` of one sentence that names the file and the key: a typo must not run
+    a stage on defaults or on a silently converted value (``bool("false")`` is true)."""
     path = Path(path)
-    if not path.is_file():
-        return Params()
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc}); fix the syntax.") from None
+    raw = _read(path)
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections to their settings (e.g. "
+                          f"train: {{epochs: 10}}), got {_describe(raw)}; fix it.")
     names = [f.name for f in dataclasses.fields(Params)]
-    unknown = set(raw) - set(names)
+    unknown = sorted(str(k) for k in raw if k not in names)
     if unknown:
         hint = " (a corpus now goes under corpora: <name>:)" if "corpus" in unknown else ""
-        raise ConfigError(f"{path}: unknown section(s) {', '.join(sorted(unknown))}{hint}; "
-                          f"valid sections are {', '.join(names)}.")
+        raise ConfigError(f"{_unknown(str(path), unknown, names, 'section', hint)}; valid "
+                          f"sections are {', '.join(names)}.")
     sections: dict[str, Any] = {}
     for f in dataclasses.fields(Params)[1:]:
         section_type = get_type_hints(Params)[f.name]
-        sections[f.name] = _build(section_type, raw.get(f.name) or {}, f"{path}: {f.name}")
+        values = raw.get(f.name)
+        sections[f.name] = _build(section_type, {} if values is None else values,
+                                  f"{path}: {f.name}")
     sections["corpora"] = _corpora(raw.get("corpora"), path, sections)
     return Params(**sections)
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading ``1e-4`` as the number YAML 1.2 makes it (PyYAML's
+    YAML 1.1 wants ``1.0e-4``), so ``lr: 1e-4`` is a float and not the string '1e-4'."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
+
+
+def _read(path: Path) -> Any:
+    """The YAML in ``path``, or a ConfigError saying in one sentence why it cannot be read."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found; run from the project root or pass "
+                          "--params PATH.") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder, not a params file; pass --params PATH of a "
+                          "YAML file.") from None
+    except PermissionError:
+        raise ConfigError(f"{path}: cannot be read (permission denied); make it readable or "
+                          "pass --params PATH.") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at "
+                          f"offset {exc.start}); save it as UTF-8.") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror or exc}); fix it or pass "
+                          "--params PATH.") from None
+    try:
+        return yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = " ".join(str(getattr(exc, "problem", None) or "a syntax error").split())
+        raise ConfigError(f"{path}: not valid YAML{at} ({problem}); fix the syntax.") from None
+
+
+def _unknown(where: str, unknown: list[str], valid: list[str], kind: str, hint: str = "") -> str:
+    """``where.key: unknown key (did you mean ...?)``, or the list when there are several;
+    ``hint`` replaces the guess."""
+    if len(unknown) > 1:
+        return f"{where}: unknown {kind}s {', '.join(unknown)}{hint}"
+    close = difflib.get_close_matches(unknown[0], valid, n=1)
+    guess = hint or (f" (did you mean {close[0]}?)" if close else "")
+    key = f"{where}.{unknown[0]}" if kind == "key" else f"{where}: {unknown[0]}"
+    return f"{key}: unknown {kind}{guess}"
 
 
 def _corpora(raw: Any, path: Path, sections: dict[str, Any]) -> dict[str, CorpusConfig]:
@@ -109,47 +168,124 @@ def _corpora(raw: Any, path: Path, sections: dict[str, Any]) -> dict[str, Corpus
         raise ConfigError(f"{path}: corpora must map corpus names to their settings, e.g. "
                           "corpora: {demo: {kind: meld, root: data/demo}}; fix it.")
     corpora = {}
-    for name, values in raw.items():
-        values, where = dict(values or {}), f"{path}: corpora.{name}"
+    for name, given in raw.items():
+        where = f"{path}: corpora.{name}"
+        if given is not None and not isinstance(given, dict):
+            raise ConfigError(f"{where}: expected a mapping of the corpus's settings (e.g. "
+                              f"kind: meld), got {_describe(given)}; fix it.")
+        values = dict(given or {})
+        merged = {}
         for key, example in (("model", "modalities: [text]"), ("train", "epochs: 10")):
-            if key in values and not isinstance(values[key], dict):
+            if key not in values:
+                continue
+            override = values.pop(key)
+            if override is None:  # model: null is no override
+                continue
+            if not isinstance(override, dict):
                 raise ConfigError(f"{where}.{key} must map {key} settings to values, e.g. "
                                   f"{key}: {{{example}}}; fix it.")
-        merged = {key: _build(type(sections[key]), {**_plain(sections[key]), **values.pop(key)},
-                              f"{where}.{key}")
-                  for key in ("model", "train") if key in values}
+            merged[key] = _build(type(sections[key]), override, f"{where}.{key}",
+                                 base=sections[key])
         corpus = _build(CorpusConfig, {**values, "name": str(name)}, where)
         corpora[str(name)] = dataclasses.replace(corpus, **merged)
     return corpora
 
 
-def _plain(config: Any) -> dict[str, Any]:
-    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
-
-
 MODALITY_LISTS = ((ModelConfig, "modalities"), (TensorConfig, "standardise"))
 
 
-def _build(cls: type, values: dict[str, Any], where: str) -> Any:
+def _build(cls: type, values: Any, where: str, base: Any = None) -> Any:
+    """``cls`` from the mapping ``values`` (over ``base`` when given, else the defaults),
+    each value checked against its field's type; ``where`` is ``"<file>: <key path>"``."""
+    if not isinstance(values, dict):
+        section = where.rsplit(".", 1)[-1].rsplit(" ", 1)[-1]
+        raise ConfigError(f"{where}: expected a mapping of {section} settings (key: value), "
+                          f"got {_describe(values)}; fix it.")
     hints = get_type_hints(cls, vars(sys.modules[cls.__module__]))
     values = _current_names(cls, values, hints, where)
-    unknown = set(values) - set(hints)
+    unknown = sorted(str(k) for k in values if k not in hints)
     if unknown:
-        raise ConfigError(
-            f"{where}: unknown key(s) {', '.join(sorted(unknown))}; "
-            f"valid keys are {', '.join(hints)}."
-        )
-    converted = {}
-    for key, value in values.items():
-        hint = hints[key]
+        raise ConfigError(f"{_unknown(where, unknown, list(hints), 'key')}; valid keys are "
+                          f"{', '.join(hints)}.")
+    converted = {key: _value(hints[key], value, f"{where}.{key}") for key, value in values.items()}
+    return dataclasses.replace(base, **converted) if base is not None else cls(**converted)
+
+
+# what a YAML value must be for each field type that occurs in the configs
+EXPECTED = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+PLURAL = {bool: "true or false values", int: "integers", float: "numbers", str: "strings"}
+_short = reprlib.Repr()
+_short.maxstring, _short.maxother, _short.maxlist = 60, 60, 8
+
+
+def _value(hint: Any, value: Any, where: str) -> Any:
+    """``value`` if it is of type ``hint``, strictly: no string for a number or a bool, no bool
+    for a number; an int where a float goes becomes that float, a YAML list a tuple."""
+    if get_origin(hint) in (Union, UnionType):
+        options = [a for a in get_args(hint) if a is not type(None)]
+        if value is None and len(options) < len(get_args(hint)):
+            return None
+        if len(options) != 1:
+            raise TypeError(f"{where}: no check for the type {hint}")  # a bug, not the user's
+        hint = options[0]
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, where)
+    if get_origin(hint) is tuple:
+        element, *rest = get_args(hint)
+        if rest != [Ellipsis] or element not in EXPECTED:
+            raise TypeError(f"{where}: no check for the type {hint}")
+        expected = f"a list of {PLURAL[element]}"
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected {expected}, got {_describe(value)}; "
+                              f"{_fix(list, value)}.")
+        for i, item in enumerate(value, 1):
+            if not _fits(element, item):
+                raise ConfigError(f"{where}: expected {expected}, got {_short.repr(value)} "
+                                  f"(item {i} is {_describe(item)}); {_fix(element, item)}.")
+        return tuple(float(v) if element is float else v for v in value)
+    if hint not in EXPECTED:
+        raise TypeError(f"{where}: no check for the type {hint}")
+    if not _fits(hint, value):
+        raise ConfigError(f"{where}: expected {EXPECTED[hint]}, got {_describe(value)}; "
+                          f"{_fix(hint, value)}.")
+    return float(value) if hint is float else value
+
+
+def _fits(hint: type, value: Any) -> bool:
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    kind = {int: "the integer", float: "the number", str: "the string", list: "the list",
+            dict: "the mapping"}.get(type(value), "the value")
+    return f"{kind} {_short.repr(value)}"
+
+
+def _fix(hint: type, value: Any) -> str:
+    """What to write instead: unquoted if the text is right as YAML, quoted for a string."""
+    if isinstance(value, str) and hint is not str:
         try:
-            if getattr(hint, "__origin__", None) is tuple:
-                converted[key] = tuple(hint.__args__[0](v) for v in value or ())
-            else:
-                converted[key] = hint(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{where}.{key}: {value!r} is not a valid {hint}; fix it.") from None
-    return cls(**converted)
+            unquoted = yaml.load(value, Loader=_Loader)  # _Loader is a SafeLoader
+        except yaml.YAMLError:
+            unquoted = value
+        if not isinstance(unquoted, str) and (
+                _fits(hint, unquoted) if hint is not list else isinstance(unquoted, list)):
+            return "write it without quotes"
+    if hint is str and isinstance(value, int) and not isinstance(value, bool):
+        return f'quote it: "{value}"'
+    if hint is str and isinstance(value, (bool, float)):
+        return "quote it"
+    if value is None:
+        return "give a value or remove the key"
+    return "fix it"
 
 
 def _current_names(cls: type, values: dict[str, Any], hints: dict, where: str) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import sys
+from os import PathLike, fspath
 from pathlib import Path
 
 import duckdb
@@ -23,32 +24,40 @@ class QueryError(ValueError):
 
 
 def view_sources(data: Path, corpus: str) -> dict[str, str]:
-    """View name → Parquet path (or glob) of one corpus, for the files that exist."""
+    """View name → DuckDB file pattern of one corpus, for the files that exist.
+
+    Each pattern matches exactly its file (``*?[`` in a name are escaped, see
+    :func:`glob_literal`); ``errors`` reads every ``*.parquet`` of the corpus's error folder."""
     layout = Layout(corpus, data)
     candidates = {"manifest": layout.manifest,
                   **{m: layout.feature_table(m) for m in ("acoustic", "facial", "text")},
                   "predictions": layout.predictions}
-    sources = {name: str(path) for name, path in candidates.items() if path.is_file()}
+    sources = {name: glob_literal(path) for name, path in candidates.items() if path.is_file()}
     if list(layout.errors.glob("*.parquet")):
-        sources["errors"] = str(layout.error_table("*"))
+        sources["errors"] = glob_literal(layout.errors) + "/*.parquet"
     return sources
 
 
 def view_sql(data: Path, corpus: str) -> list[str]:
-    """The statements that create every view (usable as a ``duckdb -init`` file)."""
+    """The statements that create every view (usable as a ``duckdb -init`` file).
+
+    CREATE VIEW takes no parameters, so names and paths go in through :func:`sql_identifier`
+    and :func:`sql_string`, and nothing else of the user's is in the text."""
     statements = []
     for name in Layout.corpora(data):
-        statements.append(f'create schema if not exists "{name}"')
+        schema = sql_identifier(name)
+        statements.append(f"create schema if not exists {schema}")
         for view, source in view_sources(data, name).items():
-            statements.append(f"create or replace view \"{name}\".{view} as select * from "
-                              f"read_parquet('{_quote(source)}')")
+            statements.append(f"create or replace view {schema}.{view} as select * from "
+                              f"read_parquet({sql_string(source)})")
     for view, source in view_sources(data, corpus).items():
         statements.append(f"create or replace view main.{view} as select * from "
-                          f"read_parquet('{_quote(source)}')")
+                          f"read_parquet({sql_string(source)})")
     return statements
 
 
 def connect(data: Path, corpus: str) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection holding the views of :func:`view_sql`."""
     con = duckdb.connect()
     for statement in view_sql(data, corpus):
         con.execute(statement)
@@ -103,5 +112,28 @@ def shell(con: duckdb.DuckDBPyConnection) -> None:
             buffer = ""
 
 
-def _quote(text: str) -> str:
-    return text.replace("'", "''")
+def sql_string(text: str | PathLike[str]) -> str:
+    """``text`` as a SQL string literal: in single quotes, each ``'`` doubled.
+
+    The one way a name or path enters SQL text where DuckDB takes no parameter (CREATE VIEW,
+    the ``duckdb -init`` file); elsewhere pass it as a parameter (``?``)."""
+    text = _no_nul(str(fspath(text)))
+    return "'" + text.replace("'", "''") + "'"
+
+
+def sql_identifier(name: str) -> str:
+    """``name`` as a SQL identifier (a schema, a view): in double quotes, each ``"`` doubled."""
+    return '"' + _no_nul(name).replace('"', '""') + '"'
+
+
+def glob_literal(path: str | PathLike[str]) -> str:
+    """``path`` as a DuckDB file pattern that matches that file only: DuckDB expands ``*``,
+    ``?`` and ``[...]`` in every path it reads, so each becomes a one-character class."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in str(fspath(path)))
+
+
+def _no_nul(text: str) -> str:
+    if "\0" in text:
+        raise QueryError(f"{text!r}: a name or path with a NUL character cannot be used in SQL; "
+                         "rename it.")
+    return text

@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 from extractors.atomic import write_text
 from extractors.registry import MODALITIES
 from flows.layout import Layout
+from mcncl.query import glob_literal
 
 STYLE = """
 body{font:15px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:60rem;color:#222}
@@ -122,8 +123,8 @@ def _f1_bars(per_class: dict[str, float]) -> str:
 def _confusion(con, predictions: Path) -> str:
     if not predictions.is_file():
         return "<p class=muted>no predictions.parquet</p>"
-    pairs = con.sql(f"select label, predicted, count(*) from read_parquet('{predictions}') "
-                    "group by all").fetchall()
+    pairs = con.execute("select label, predicted, count(*) from read_parquet(?) group by all",
+                        [glob_literal(predictions)]).fetchall()
     seen = {a for a, _, _ in pairs} | {p for _, p, _ in pairs}
     order = json.loads(pq.read_schema(predictions).metadata.get(b"labels", b"[]"))
     labels = [x for x in order if x in seen] + sorted(seen - set(order))  # the label set's order
@@ -176,21 +177,23 @@ def _coverage(con, layout: Layout) -> str:
     manifest = layout.manifest
     if not manifest.is_file():
         return "<p class=muted>no manifest</p>"
+    # the modality names are the project's own (MODALITIES); every path is a parameter
     present = [m for m in MODALITIES if layout.feature_table(m).is_file()]
-    joins = "".join(f" left join (select utterance_id, true as has_{m} from read_parquet("
-                    f"'{layout.feature_table(m)}')) using (utterance_id)" for m in present)
+    joins = "".join(f" left join (select utterance_id, true as has_{m} from read_parquet(?)) "
+                    "using (utterance_id)" for m in present)
     counts = "".join(f", count(has_{m})" for m in present)
-    rows = con.sql(f"select split, count(*){counts} from read_parquet('{manifest}'){joins} "
-                   "group by split order by case split when 'train' then 0 when 'dev' then 1 "
-                   "else 2 end").fetchall()
+    paths = [glob_literal(p) for p in (manifest, *map(layout.feature_table, present))]
+    rows = con.execute(f"select split, count(*){counts} from read_parquet(?){joins} "
+                       "group by split order by case split when 'train' then 0 when 'dev' "
+                       "then 1 else 2 end", paths).fetchall()
     return _table(["split", "utterances", *present], [list(r) for r in rows])
 
 
 def _errors(con, folder: Path) -> str:
     if not list(folder.glob("*.parquet")):
         return "<p class=muted>no error tables</p>"
-    rows = con.sql(f"select stage, kind, count(*) as n from read_parquet('{folder}/*.parquet') "
-                   "group by all order by stage, n desc").fetchall()
+    rows = con.execute("select stage, kind, count(*) as n from read_parquet(?) group by all "
+                       "order by stage, n desc", [glob_literal(folder) + "/*.parquet"]).fetchall()
     return _table(["stage", "kind", "utterances"], [list(r) for r in rows]) if rows else \
         "<p>none: every utterance of every stage has its features.</p>"
 

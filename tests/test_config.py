@@ -1,13 +1,14 @@
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import asdict, fields, is_dataclass, replace
 from pathlib import Path
 
 import pytest
+import yaml
 
 from extractors.registry import MODALITIES as EXTRACTED
 from fusion.config import MODALITIES, TensorConfig
-from mcncl.config import ConfigError, CorpusConfig, load_params
+from mcncl.config import ConfigError, CorpusConfig, Params, load_params
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -21,10 +22,52 @@ def test_repo_params_load_typed():
     assert params.corpus().dev_actors == (11, 12)
 
 
-def test_params_override_and_convert(tmp_path: Path):
+def test_every_field_of_the_repo_params_is_the_value_written_there_or_its_default():
+    """The strict types change no value: each key of params.yaml loads as written (a list as a
+    tuple, an int in a float field as that float) and each absent key keeps its default."""
+    raw = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+    params = load_params(REPO / "params.yaml")
+    for name, corpus in raw["corpora"].items():
+        _same(params.corpus(name), corpus, f"corpora.{name}", skip=("model", "train"))
+        assert params.model_for(name) == replace(params.model, **corpus.get("model", {}))
+        assert params.train_for(name) == replace(params.train, **corpus.get("train", {}))
+    for section in fields(Params)[1:]:
+        _same(getattr(params, section.name), raw.get(section.name) or {}, section.name)
+
+
+def _same(config, written: dict, where: str, skip: tuple[str, ...] = ()) -> None:
+    default = type(config)()
+    for f in fields(config):
+        if f.name in skip:
+            continue
+        value = getattr(config, f.name)
+        if f.name not in written:
+            assert value == getattr(default, f.name), f"{where}.{f.name}"
+            continue
+        expected = written[f.name]
+        expected = tuple(expected) if isinstance(expected, list) else expected
+        assert value == expected and type(value) in (type(expected), float), f"{where}.{f.name}"
+
+
+def test_the_defaults_written_as_yaml_load_back_equal(tmp_path: Path):
+    """Every field type that occurs (bool, int, float, str, tuples, X | None) takes its own
+    default as YAML writes it."""
+    def plain(value):
+        if is_dataclass(value):
+            return {k: plain(v) for k, v in asdict(value).items()}
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return list(value) if isinstance(value, tuple) else value
+
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(plain(Params())))
+    assert load_params(path) == Params()
+
+
+def test_params_override(tmp_path: Path):
     path = tmp_path / "params.yaml"
     path.write_text("corpora:\n  meld: {kind: meld}\n  iemo:\n    kind: iemocap\n"
-                    "    label_set: 4\n    dev_actors: ['3']\n")
+                    "    label_set: '4'\n    dev_actors: [3]\n")
     params = load_params(path)
     corpus = params.corpus("iemo")
     assert (corpus.name, corpus.kind, corpus.label_set, corpus.dev_actors) == (
@@ -87,14 +130,17 @@ def test_the_earlier_modality_names_load_as_todays_with_a_hint(tmp_path: Path, c
     ("text", "message"),
     [
         ("corpora:\n  m:\n    kindd: meld\n",
-         r"params.yaml: corpora.m: unknown key\(s\) kindd; valid keys"),
-        ("corpora:\n  m: {dev_fraction: lots}\n", r"corpora.m.dev_fraction: 'lots' is not a valid"),
+         r"params.yaml: corpora.m.kindd: unknown key \(did you mean kind\?\); valid keys"),
+        ("corpora:\n  m: {dev_fraction: lots}\n",
+         r"corpora.m.dev_fraction: expected a number, got the string 'lots'; fix it."),
         ("corpora: [a]\n", "corpora must map corpus names to their settings"),
-        ("corpus:\n  kind: meld\n", r"unknown section\(s\) corpus \(a corpus now goes under "
-         r"corpora: <name>:\); valid sections are corpora, demo"),
+        ("corpus:\n  kind: meld\n", r"params.yaml: corpus: unknown section \(a corpus now goes "
+         r"under corpora: <name>:\); valid sections are corpora, demo"),
         ("corpora: [\n", "not valid YAML"),
         ("corpora:\n  m: {model: {colour: red}}\n",
-         r"corpora.m.model: unknown key\(s\) colour; valid keys are modalities"),
+         r"corpora.m.model.colour: unknown key; valid keys are modalities"),
+        ("train: {lrr: 1, epochz: 2}\n",
+         r"params.yaml: train: unknown keys epochz, lrr; valid keys are epochs"),
         ("corpora:\n  m: {train: fast}\n",
          r"corpora.m.train must map train settings to values, e.g. train: \{epochs: 10\}"),
     ],
