@@ -4,11 +4,18 @@ As COSMIC, EmoBERTa and TelME's text teacher do: the encoder (``text.model``) pl
 head learns to classify the corpus's utterances on the **train split only**; the epoch with
 the best **dev** weighted-F1 is kept; the test split is never read. The inputs are built by
 :func:`extractors.text.model_input` with ``text.context`` previous turns, exactly as
-extraction builds them. The result is a local sentence-transformers folder
-(``data/models/<corpus>/text_encoder/``) with ``card.json`` (base model, settings, dev scores
-per epoch, date) and the head (``classifier.safetensors``); ``extract_text`` then encodes with
-it. With ``finetune.enabled: false`` the folder holds only a card saying so, and extraction
-uses ``text.model`` as before.
+extraction builds them. The result is a local sentence-transformers folder with the head
+(``classifier.safetensors``), published in ``data/models/<corpus>/text_encoder/`` as
+``<content hash>/`` plus ``card.json`` (base model, settings, dev scores per epoch, date, and
+the folder's name and files with their sizes); ``extract_text`` then encodes with it. With
+``finetune.enabled: false`` the folder holds only a card saying so, and extraction uses
+``text.model`` as before.
+
+Publishing is atomic (:func:`_publish`): the new model's folder is complete before the card,
+written last in one atomic step, names it; older folders go after. A run killed at any point
+leaves the previous card and its model, or no card at all; :func:`text_config_for` refuses a
+card whose folder or files are missing, so extraction never quietly falls back to the base
+model.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
+from extractors.atomic import write_text
 from extractors.base import weights_hash
 from extractors.configs import FinetuneConfig
 from extractors.corpora.manifest import manifest_labels
@@ -42,8 +50,7 @@ from extractors.text import (
 
 CARD = "card.json"
 HEAD = "classifier.safetensors"
-
-
+PARTIAL = ".partial-"  # a model folder being written (a killed run's is removed next time)
 
 
 class FinetuneError(ValueError):
@@ -51,6 +58,7 @@ class FinetuneError(ValueError):
 
 
 def read_card(encoder_dir: Path) -> dict:
+    """The card of ``encoder_dir``: ``{"enabled": false}``, or a fine-tuned encoder's."""
     path = Path(encoder_dir) / CARD
     if not path.is_file():
         raise FinetuneError(f"{path}: not found; run `mcncl finetune text` (or `dvc repro "
@@ -59,15 +67,28 @@ def read_card(encoder_dir: Path) -> dict:
 
 
 def text_config_for(encoder_dir: Path, text: TextConfig) -> TextConfig:
-    """``text`` pointed at the fine-tuned encoder in ``encoder_dir`` when there is one."""
+    """``text`` pointed at the fine-tuned encoder in ``encoder_dir`` (the folder its card
+    names) when there is one; an incomplete one is refused, never replaced by ``text.model``."""
     card = read_card(encoder_dir)
     if not card["enabled"]:
         return text
+    if not card.get("folder") or not card.get("files"):
+        raise FinetuneError(f"{Path(encoder_dir) / CARD} names no model folder and files (an "
+                            "earlier version wrote it); rerun `mcncl finetune text` (or `dvc "
+                            "repro finetune_text`).")
+    folder = Path(encoder_dir) / card["folder"]
+    if not folder.is_dir():
+        raise FinetuneError(f"{folder}: the fine-tuned encoder that {Path(encoder_dir) / CARD} "
+                            "names is missing; rerun `mcncl finetune text` (or `dvc repro "
+                            "finetune_text`).")
+    if missing := _incomplete(folder, card["files"]):
+        raise FinetuneError(f"{folder}: the fine-tuned encoder is incomplete ({missing}); rerun "
+                            "`mcncl finetune text` (or `dvc repro finetune_text`).")
     if card["context"] != text.context:
         raise FinetuneError(
             f"{encoder_dir} was fine-tuned with text.context = {card['context']} but params "
             f"say {text.context}; rerun `dvc repro finetune_text` (or restore the setting).")
-    return replace(text, model=str(encoder_dir))
+    return replace(text, model=str(folder))
 
 
 def lr_factor(step: int, total: int, warmup: int) -> float:
@@ -88,7 +109,7 @@ def finetune_text(manifest: Path, out: Path, config: FinetuneConfig, text: TextC
     table = pq.read_table(manifest)
     corpus = table["corpus"][0].as_py() if table.num_rows else Path(manifest).stem
     if not applies(config, corpus):
-        _replace_folder(out, lambda tmp: _write_card(tmp, {"enabled": False}))
+        _publish(out, {"enabled": False})
         return read_card(out)
     import torch
 
@@ -145,14 +166,13 @@ def finetune_text(manifest: Path, out: Path, config: FinetuneConfig, text: TextC
                                                                  "sentence-transformers")},
     }
 
-    def save(tmp: Path) -> None:
+    def save(folder: Path) -> None:
         from safetensors.torch import save_file
 
-        model.save(str(tmp))
-        save_file(best_state[1], str(tmp / HEAD))
-        _write_card(tmp, card)
+        model.save(str(folder))
+        save_file(best_state[1], str(folder / HEAD))
 
-    _replace_folder(out, save)
+    _publish(out, card, save)
     return read_card(out)
 
 
@@ -257,24 +277,46 @@ def _seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _write_card(folder: Path, card: dict) -> None:
-    (folder / CARD).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+def _publish(out: Path, card: dict, fill: Callable[[Path], None] | None = None) -> None:
+    """Publish ``card`` in ``out`` and, with ``fill``, the model it fills a folder with, so
+    that a run killed at any point leaves either the previous card and everything it names,
+    or the new ones: the model is written to a partial folder inside ``out`` and renamed to
+    its content hash; then the card, naming that folder and its files, is written in one
+    atomic step; then everything else in ``out`` (older models, partial folders) goes."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if fill is not None:
+        partial = Path(tempfile.mkdtemp(prefix=PARTIAL, dir=out))
+        try:
+            fill(partial)
+            partial.chmod(0o755)
+            files = _files(partial)
+            name = weights_hash(str(partial))
+            if (out / name).is_dir() and not _incomplete(out / name, files):
+                shutil.rmtree(partial)  # the very same model, published before
+            else:
+                shutil.rmtree(out / name, ignore_errors=True)
+                partial.rename(out / name)
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
+        card = {**card, "folder": name, "files": files}
+    write_text(json.dumps(card, indent=2) + "\n", out / CARD)
+    for entry in out.iterdir():
+        if entry.name not in (CARD, card.get("folder")):
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
 
 
-def _replace_folder(out: Path, fill: Callable[[Path], None]) -> None:
-    """Fill a new folder beside ``out``, then swap it in: a killed run leaves the old folder
-    (or, between the two renames, the old one under ``.<name>.old``), never half a model."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        fill(tmp)
-        tmp.chmod(0o755)
-        old = out.parent / f".{out.name}.old"
-        shutil.rmtree(old, ignore_errors=True)
-        if out.exists():
-            out.rename(old)
-        tmp.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+def _files(folder: Path) -> dict[str, int]:
+    """Every file under ``folder`` (relative name → size in bytes)."""
+    return {str(p.relative_to(folder)): p.stat().st_size
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _incomplete(folder: Path, files: dict[str, int]) -> str:
+    """What of ``files`` (name → size) ``folder`` lacks or holds at another size; empty when
+    nothing."""
+    wrong = [name for name, size in files.items()
+             if not (folder / name).is_file() or (folder / name).stat().st_size != size]
+    return "" if not wrong else f"{len(wrong)} of {len(files)} files missing or cut short: " \
+        + ", ".join(wrong[:3]) + (", ..." if len(wrong) > 3 else "")

@@ -99,7 +99,8 @@ def _card_rows(card: dict) -> Rows:
 
 
 def build_tensors_stage(layout: Layout, config: Any) -> dict:
-    """Padded tensors per split in ``layout.tensors``; returns their metadata."""
+    """Padded tensors per split in ``layout.tensors`` (their ``meta.json`` records how the
+    features were made); returns their metadata."""
     from fusion.tensors import build_tensors as run
 
     return run_stage("build_tensors", layout.corpus,
@@ -120,10 +121,11 @@ def train_stage(layout: Layout, model: Any, config: Any, resume: bool = False,
                                  "epochs": r["epochs"]}])
 
 
-def evaluate_stage(layout: Layout) -> dict:
-    """Metrics, predictions and the confusion matrix of the test split, in ``layout.models``."""
+def evaluate_stage(layout: Layout, echo: Echo = print) -> dict:
+    """Metrics, predictions and the confusion matrix of the test split, in ``layout.models``;
+    refused when the tensor cache's features were made differently from the model's."""
     from fusion.evaluate import evaluate as run
     from fusion.evaluate import summary_rows
 
-    return run_stage("evaluate", layout.corpus, lambda: run(layout.tensors, layout.models),
-                     summary_rows)
+    return run_stage("evaluate", layout.corpus,
+                     lambda: run(layout.tensors, layout.models, echo=echo), summary_rows)

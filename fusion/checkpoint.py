@@ -7,6 +7,10 @@ The pickled ``model.pt`` of earlier versions is never unpickled by training or e
 ``python -m fusion.checkpoint <model.pt>`` converts one with torch's restricted (weights-only)
 unpickler, which refuses anything but tensors and plain containers. A checkpoint from before
 the modalities were renamed (audio → acoustic, visual → facial) is read in today's names.
+
+A trained checkpoint carries its ``provenance`` (``fusion.tensors.feature_provenance``: how
+the features it learnt from were made); :func:`check_provenance` refuses a tensor cache made
+differently and names the settings that differ (:func:`provenance_diff`).
 """
 
 from __future__ import annotations
@@ -30,6 +34,10 @@ OLD_MODEL = "model.pt"
 
 class CheckpointError(ValueError):
     """A checkpoint is missing, damaged or of the old pickled kind."""
+
+
+class ProvenanceError(CheckpointError):
+    """The features at hand were made differently from those the checkpoint learnt from."""
 
 
 def save_checkpoint(obj: dict[str, Any], path: Path) -> None:
@@ -72,6 +80,57 @@ def convert_pickle(old: Path) -> Path:
     new = Path(old).with_name(MODEL)
     save_checkpoint(saved, new)
     return new
+
+
+def provenance_diff(trained: dict, current: dict) -> dict[str, tuple[Any, Any]]:
+    """What differs between two provenance dicts, by dotted name (``acoustic.config.
+    feature_set``) → (trained, current); a key one side lacks is None on that side."""
+    differ: dict[str, tuple[Any, Any]] = {}
+    for key in dict.fromkeys([*trained, *current]):
+        a, b = trained.get(key), current.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            differ.update({f"{key}.{k}": v for k, v in provenance_diff(a, b).items()})
+        elif a != b:
+            differ[key] = (a, b)
+    return differ
+
+
+def describe_diff(differ: dict[str, tuple[Any, Any]]) -> str:
+    """``acoustic.config.feature_set (eGeMAPSv02 → ComParE_2016), labels``: each name, with
+    both values when they are short; a config hash is left out when a setting is named."""
+    shown = [k for k in differ if not (k.endswith(".config_hash") and any(
+        n.startswith(k.removesuffix("config_hash") + "config.") for n in differ))]
+    return ", ".join(f"{k} ({_short(differ[k][0])} → {_short(differ[k][1])})"
+                     if all(_short(v) for v in differ[k]) else k for k in shown)
+
+
+def _short(value: Any) -> str:
+    """``value`` as a few characters, or empty when it is too long to show in a sentence."""
+    text = "none" if value is None else str(value)
+    return text if isinstance(value, str | int | float | None) and len(text) <= 40 else ""
+
+
+def check_provenance(saved: dict, meta: dict, checkpoint: Path, tensor_dir: Path) -> str | None:
+    """Refuse a tensor cache whose features were made differently from those the checkpoint
+    learnt from (extractor settings or code, tensor settings, labels), for the modalities it
+    reads. Returns a line to show when that cannot be checked (a checkpoint from before
+    checkpoints recorded it), else None."""
+    trained = saved.get("provenance")
+    if trained is None:
+        return (f"{checkpoint} does not record the features it was trained on (an earlier "
+                f"version wrote it), so they cannot be checked against {tensor_dir}; retrain "
+                "to record them.")
+    current = meta.get("provenance")
+    if current is None:
+        raise ProvenanceError(f"{Path(tensor_dir) / 'meta.json'} does not record how its "
+                              "features were made (an earlier version built it); rebuild it "
+                              "with `mcncl tensors` (or `dvc repro`).")
+    differ = provenance_diff(trained, {k: current.get(k) for k in trained})
+    if differ:
+        raise ProvenanceError(f"{checkpoint} was trained on features made differently from "
+                              f"{tensor_dir}: {describe_diff(differ)}; run `dvc repro` to "
+                              "retrain.")
+    return None
 
 
 def _current_names(saved: Any) -> Any:

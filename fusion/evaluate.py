@@ -1,10 +1,15 @@
-"""Evaluating the best checkpoint: metrics, predictions for DuckDB, confusion matrix plots."""
+"""Evaluating the best checkpoint: metrics, predictions for DuckDB, confusion matrix plots.
+
+The tensor cache must hold features made as those the checkpoint learnt from (its provenance,
+``fusion.checkpoint.check_provenance``): otherwise evaluation stops and names what differs.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +17,7 @@ import pyarrow as pa
 import torch
 
 from extractors.atomic import atomic_path, write_parquet, write_text
-from fusion.checkpoint import MODEL, load_checkpoint
+from fusion.checkpoint import MODEL, check_provenance, load_checkpoint
 from fusion.data import load_meta, load_split, size
 from fusion.metrics import scores, weighted_f1
 from fusion.model import model_from_checkpoint
@@ -25,10 +30,15 @@ def load_model(model_dir: Path, device: torch.device = torch.device("cpu")):
     return model_from_checkpoint(saved, device), saved
 
 
-def evaluate(tensor_dir: Path, model_dir: Path, split: str = "test") -> dict:
-    """Score ``split`` (dev when it is empty) and write metrics, predictions and plots."""
+def evaluate(tensor_dir: Path, model_dir: Path, split: str = "test",
+             echo: Callable[[str], object] = print) -> dict:
+    """Score ``split`` (dev when it is empty) and write metrics, predictions and plots, once
+    the cache is known to hold features made as the model's were (or cannot be checked)."""
     meta = load_meta(tensor_dir)
     model, saved = load_model(model_dir)
+    unchecked = check_provenance(saved, meta, Path(model_dir) / MODEL, Path(tensor_dir))
+    if unchecked:
+        echo(unchecked)
     data = load_split(tensor_dir, split, torch.device("cpu"))
     if not size(data):
         split, data = "dev", load_split(tensor_dir, "dev", torch.device("cpu"))

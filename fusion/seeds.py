@@ -76,7 +76,8 @@ def trained_as(result: dict) -> str:
 
 def seed_ensemble(tensor_dir: Path, run_dirs: list[Path], config: TrainConfig) -> dict:
     """One checkpoint of the runs' best weights (``members``) with the ensemble's dev scores;
-    ``epoch`` lists each run's best epoch."""
+    ``epoch`` lists each run's best epoch. The rest (settings, labels, the features'
+    provenance) is the first run's: every run learnt from the same tensor cache."""
     saved = [load_checkpoint(d / MODEL) for d in run_dirs]
     ensemble = {k: v for k, v in saved[0].items() if k != "state_dict"}
     ensemble.update(members=[s["state_dict"] for s in saved], train_config=asdict(config),

@@ -20,23 +20,31 @@ float16's range (an inf in the cache, a NaN in training).
 ``speaker`` in the cache is each speaker's index within its dialogue (0 for whoever speaks
 first, 1 for the next new voice, ...), as ERC models use it: it means the same for a dialogue
 the model never saw.
+
+``meta.json`` also records the cache's provenance (:func:`feature_provenance`): how each
+modality's features were made, as their Parquet file says, plus the tensor settings and the
+label set. Training copies it into the checkpoint, and evaluate and predict compare against it.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
 from safetensors.numpy import save_file
 
 from extractors.atomic import atomic_path, write_text
+from extractors.base import RUN_ONLY
+from extractors.configs import AcousticConfig, FacialConfig, TextConfig
 from extractors.corpora.manifest import manifest_labels
 from fusion.config import TensorConfig
 
 SPLITS = ("train", "dev", "test")
+EXTRACTOR_CONFIGS = {"text": TextConfig, "acoustic": AcousticConfig, "facial": FacialConfig}
 
 
 def build_tensors(manifest: Path, features: Path, out: Path, config: TensorConfig,
@@ -75,7 +83,7 @@ def build_tensors(manifest: Path, features: Path, out: Path, config: TensorConfi
                          normalisation or {})
     out.mkdir(parents=True, exist_ok=True)
     meta = {"labels": labels, "dims": dims, "normalisation": norms, "tensors": asdict(config),
-            "splits": {}}
+            "provenance": feature_provenance(features, config, labels), "splits": {}}
     dtype = np.dtype(config.dtype)
     for split in SPLITS:
         chosen = np.flatnonzero(split_of == split)
@@ -86,6 +94,40 @@ def build_tensors(manifest: Path, features: Path, out: Path, config: TensorConfi
             save_file(tensors, str(tmp))
     write_text(json.dumps(meta), out / "meta.json")
     return meta
+
+
+def feature_provenance(features: Path, config: TensorConfig, labels: list[str]) -> dict:
+    """How a tensor cache's features were made: per modality the extractor, version, config
+    and config hash its Parquet file's schema metadata records (``extractors.base
+    .schema_metadata``), then the tensor settings (``tensors``) and the label set (``labels``).
+
+    Run-only settings (workers, device, ...) are left out of each config: they cannot change a
+    feature, so a model must not be refused over them."""
+    provenance: dict[str, Any] = {}
+    for modality in EXTRACTOR_CONFIGS:
+        path = Path(features) / f"{modality}.parquet"
+        if not path.is_file():
+            continue
+        meta = {k.decode(): v.decode() for k, v in (pq.read_schema(path).metadata or {}).items()}
+        recorded = json.loads(meta["config"]) if "config" in meta else None
+        provenance[modality] = {
+            "extractor": meta.get("extractor"), "version": meta.get("version"),
+            "config": feature_settings(modality, recorded) if recorded is not None else None,
+            "config_hash": meta.get("config_hash")}
+    return {**provenance, "tensors": _plain(asdict(config)), "labels": list(labels)}
+
+
+def feature_settings(modality: str, values: dict) -> dict:
+    """``values`` (a modality's extractor config as a dict) without its run-only settings, as
+    plain JSON values."""
+    run_only = {f.name for f in fields(EXTRACTOR_CONFIGS[modality]) if f.metadata == RUN_ONLY}
+    return _plain({k: v for k, v in values.items() if k not in run_only})
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as JSON gives it back (tuples become lists), so provenance compares equal
+    whether it was just computed or read from a file."""
+    return json.loads(json.dumps(value, default=str))
 
 
 def speaker_in_dialogue(dialogues: list[str], turns: list[int],

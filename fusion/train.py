@@ -28,7 +28,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from extractors.atomic import write_text
 from fusion.checkpoint import LAST, MODEL, load_checkpoint, save_checkpoint
-from fusion.config import ModelConfig, TrainConfig
+from fusion.config import MODALITIES, ModelConfig, TrainConfig
 from fusion.data import BalancedTopUp, batches, epoch_plan, load_meta, load_split, size, take
 from fusion.losses import MemoryQueue, total_loss
 from fusion.metrics import scores
@@ -204,9 +204,15 @@ def _class_weights(labels: torch.Tensor, n: int) -> torch.Tensor:
 
 
 def _checkpoint(model, meta, model_config, config, epoch, dev) -> dict:
+    """The best epoch's checkpoint; with the tensor cache's provenance (of the modalities the
+    model reads) when the cache records it, so that evaluate and predict can check features."""
     kept = {k: meta[k] for k in ("labels", "dims", "normalisation", "tensors") if k in meta}
-    return {"state_dict": model.state_dict(), "model_config": asdict(model_config),
-            "train_config": asdict(config), "meta": kept, "epoch": epoch, "dev": dev}
+    saved = {"state_dict": model.state_dict(), "model_config": asdict(model_config),
+             "train_config": asdict(config), "meta": kept, "epoch": epoch, "dev": dev}
+    if "provenance" in meta:
+        saved["provenance"] = {k: v for k, v in meta["provenance"].items()
+                               if k not in MODALITIES or k in model_config.modalities}
+    return saved
 
 
 def _rng_state(generator: torch.Generator) -> dict:

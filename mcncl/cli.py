@@ -183,7 +183,7 @@ def finetune_text(corpus: str = CORPUS, params: Path = PARAMS) -> None:
         show.line(f"fine-tuning is off (finetune.enabled); {layout.text_encoder} says so and "
                   "extract_text uses text.model.")
         return
-    show.line(f"fine-tuned text encoder → {layout.text_encoder}: dev weighted-F1 "
+    show.line(f"fine-tuned text encoder → {layout.text_encoder / card['folder']}: dev weighted-F1 "
               f"{card['dev_weighted_f1']:.4f}, accuracy {card['dev_accuracy']:.4f} "
               f"(epoch {card['best_epoch']} of {len(card['epochs'])})")
 
@@ -228,7 +228,7 @@ def evaluate(corpus: str = CORPUS, params: Path = PARAMS) -> None:
     _, layout = _start(params, corpus, "fusion.evaluate")
     from flows import stages
 
-    result = stages.evaluate_stage(layout)
+    result = stages.evaluate_stage(layout, echo=show.line)
     show.line(f"{result['split']}: weighted-F1 {result['weighted_f1']:.4f}, accuracy "
               f"{result['accuracy']:.4f}, macro-F1 {result['macro_f1']:.4f} "
               f"(n={result['n']}) → {layout.metrics}")

@@ -5,25 +5,33 @@ The clip goes through the same code as a corpus: the extractors, a one-row tenso
 then the model. A modality that cannot be extracted (no face, no speech, no transcript) is
 masked, as in training, and named in the result. A folder holds one speaker's clips: with
 ``tensors.speaker_norm: speaker`` they are standardised with their own statistics.
+
+The features are made as the model's were: its checkpoint records each extractor's settings
+(its provenance), and those replace ``params.yaml``'s where they differ, with a note saying
+so. What cannot be made that way (a model folder gone, extractor code changed since) is an
+error; a checkpoint from before provenance was recorded gets a note that it cannot be checked.
 """
 
 from __future__ import annotations
 
 import json
 import tempfile
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pyarrow as pa
 import torch
 
 from extractors.atomic import write_parquet
-from extractors.base import Failure, UtteranceInput
+from extractors.base import MODEL_FIELDS, Failure, UtteranceInput
+from extractors.configs import PACKAGED_MODEL
 from extractors.registry import make_extractor
 from flows.tables import write_stage_tables
+from fusion.checkpoint import MODEL, describe_diff, provenance_diff
 from fusion.config import TensorConfig
 from fusion.data import load_split
 from fusion.evaluate import load_model
-from fusion.tensors import build_tensors
+from fusion.tensors import build_tensors, feature_settings
 from fusion.train import predict
 
 
@@ -73,9 +81,11 @@ def predict_clips(clips: list[Path], texts: list[str | None], model_dir: Path,
             raise PredictError(f"{clip}: not found; give the path of a video or audio clip.")
     model, saved = load_model(model_dir)
     meta = saved["meta"]
+    checkpoint = Path(model_dir) / MODEL
     utts = [UtteranceInput(f"predict/{i}", transcript_for(clip, text), str(clip), str(clip))
             for i, (clip, text) in enumerate(zip(clips, texts, strict=True))]
-    config = TensorConfig(**meta["tensors"]) if "tensors" in meta else tensor_config
+    extractor_configs, config, own = model_settings(saved, checkpoint, extractor_configs,
+                                                    tensor_config)
     with tempfile.TemporaryDirectory(prefix="mcncl-predict-") as tmp:
         features = Path(tmp) / "features"
         missing: list[dict[str, str]] = [{} for _ in utts]
@@ -90,12 +100,70 @@ def predict_clips(clips: list[Path], texts: list[str | None], model_dir: Path,
         if usable:
             built = build_tensors(manifest, features, Path(tmp) / "tensors", config,
                                   meta["normalisation"])
+            _same_features(saved, built["provenance"], checkpoint)
             split = load_split(Path(tmp) / "tensors", "test", torch.device("cpu"))
             rows, _ = predict(model, split, 64)
             probs = dict(zip(built["splits"]["test"], rows, strict=True))
-    notes = _notes(meta, extractor_configs, len(usable), config)
+    notes = [*own, *_notes(meta, extractor_configs, len(usable), config)]
     return [_result(clip, utt, probs.get(utt.utterance_id), meta["labels"], gone, notes)
             for clip, utt, gone in zip(clips, utts, missing, strict=True)]
+
+
+def model_settings(saved: dict, checkpoint: Path, extractor_configs: dict,
+                   tensor_config: TensorConfig) -> tuple[dict, TensorConfig, list[str]]:
+    """The extractor and tensor settings the model was trained with (``params.yaml``'s
+    ``extractor_configs`` and ``tensor_config`` where it does not record them), and the notes
+    to show: one naming the model's settings that differ from the params, or one saying the
+    checkpoint records no provenance. Run-only settings (device, workers) stay the params'."""
+    recorded = saved.get("provenance") or {}
+    configs, differ = dict(extractor_configs), {}
+    for modality, made in recorded.items():
+        if modality not in configs or not isinstance(made, dict) or made.get("config") is None:
+            continue  # the tensor settings and labels, or a table without a recorded config
+        params = feature_settings(modality, asdict(configs[modality]))
+        changed = {k: v for k, v in made["config"].items() if params.get(k) != v}
+        try:
+            configs[modality] = replace(configs[modality], **{
+                k: tuple(v) if isinstance(v, list) else v for k, v in changed.items()})
+        except TypeError as exc:
+            raise PredictError(f"{checkpoint}: its {modality} settings "
+                               f"({', '.join(changed)}) are unknown to this version; retrain "
+                               "(`dvc repro`).") from exc
+        differ.update({f"{modality}.{k}": v for k, v in changed.items()})
+        for name in MODEL_FIELDS:
+            folder = getattr(configs[modality], name, "")
+            if folder and folder != PACKAGED_MODEL and not Path(folder).exists():
+                raise PredictError(f"{checkpoint}: the model learnt from {modality} features "
+                                   f"made with {folder}, which no longer exists; restore it, "
+                                   "or retrain (`dvc repro`).")
+    trained = saved["meta"].get("tensors")
+    config = TensorConfig(**{k: tuple(v) if isinstance(v, list) else v
+                             for k, v in trained.items()}) if trained else tensor_config
+    params = json.loads(json.dumps(asdict(tensor_config)))
+    differ.update({f"tensors.{k}": v for k, v in json.loads(json.dumps(asdict(config))).items()
+                   if params.get(k) != v})
+    notes = []
+    if not saved.get("provenance"):
+        notes.append(f"{checkpoint} does not record the features it was trained on (an "
+                     "earlier version wrote it), so they cannot be checked; retrain to record "
+                     "them.")
+    if differ:
+        notes.append("using the model's own feature settings (" + ", ".join(
+            f"{k} {v}" for k, v in differ.items()) + "), which differ from params.yaml.")
+    return configs, config, notes
+
+
+def _same_features(saved: dict, made: dict, checkpoint: Path) -> None:
+    """Refuse features that the model's own settings no longer make as they made its
+    training features (the extractor's code or library changed: its ``version``)."""
+    trained = saved.get("provenance")
+    if not trained:
+        return
+    differ = provenance_diff(trained, {k: made.get(k) for k in trained if k in made})
+    if differ:
+        raise PredictError(f"{checkpoint} was trained on features made differently from what "
+                           f"this version makes: {describe_diff(differ)}; run `dvc repro` to "
+                           "retrain.")
 
 
 def _result(clip: Path, utt: UtteranceInput, probs, labels: list[str], missing: dict,

@@ -19,6 +19,7 @@ from fusion.train import train
 from mcncl.predict import PredictError, clips_in, predict_clip, predict_clips
 
 EXTRACTORS = {"acoustic": AcousticConfig(), "facial": FacialConfig(), "text": TextConfig()}
+TENSORS = TensorConfig(speaker_norm="speaker", standardise=())  # the params it was trained with
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +31,7 @@ def speaker_normed(demo_corpus: Path, tmp_path_factory) -> tuple[Path, Path, Pat
     manifest = work / "manifest.parquet"
     write_manifest("meld", demo_corpus, manifest, name="demo")
     extract_in_process("acoustic", manifest, work / "features", AcousticConfig())
-    config = TensorConfig(speaker_norm="speaker", standardise=())
-    build_tensors(manifest, work / "features", work / "tensors", config)
+    build_tensors(manifest, work / "features", work / "tensors", TENSORS)
     model = ModelConfig(modalities=("acoustic",), d_model=16, n_heads=2, n_layers=1)
     train(work / "tensors", work / "model", model, replace(TrainConfig(), epochs=2),
           echo=lambda *_: None)
@@ -49,7 +49,7 @@ def test_a_folder_of_one_speakers_clips_is_standardised_with_its_own_statistics(
     for uid, _, video in rows:
         (folder / _name(uid)).symlink_to(demo_corpus / video)
     results = {Path(r["clip"]).name: r for r in predict_clips(
-        clips_in(folder), [None] * len(rows), model, EXTRACTORS, TensorConfig())}
+        clips_in(folder), [None] * len(rows), model, EXTRACTORS, TENSORS)}
     assert len(results) == len(rows)
     assert all(r["masked"] == {} and r["notes"] == [] for r in results.values())
     predictions = model / "predictions.parquet"
@@ -61,7 +61,7 @@ def test_a_folder_of_one_speakers_clips_is_standardised_with_its_own_statistics(
     assert tested
     for uid in tested:  # the same numbers as the pipeline's own test predictions
         assert results[_name(uid)]["probabilities"] == pytest.approx(pipeline[uid], abs=1e-4)
-    alone = predict_clip(folder / _name(tested[0]), "", model, EXTRACTORS, TensorConfig())
+    alone = predict_clip(folder / _name(tested[0]), "", model, EXTRACTORS, TENSORS)
     assert alone["probabilities"] != pytest.approx(pipeline[tested[0]], abs=1e-4)
     assert "1 clip(s) are too few to know their speaker" in alone["notes"][0]
 

@@ -4,6 +4,7 @@ inputs with dialogue context that fine-tuning and extraction share."""
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 from safetensors.torch import load_file, save_file
 
+from extractors import text_finetune
 from extractors.atomic import write_parquet
 from extractors.base import UtteranceInput
 from extractors.corpora import prepare_corpus
@@ -91,11 +93,14 @@ def test_finetuning_on_the_demo_gives_a_loadable_encoder_with_new_embeddings(fin
     assert (card["best_epoch"], card["train_utterances"], card["dev_utterances"]) == (1, 48, 12)
     assert 0 <= card["dev_weighted_f1"] <= 1 and len(card["epochs"]) == 1
     assert card["labels"] == ["neutral", "joy", "surprise", "anger", "sadness", "disgust", "fear"]
-    assert load_file(out / "classifier.safetensors")["weight"].shape == (7, 384)
+    assert sorted(p.name for p in out.iterdir()) == sorted([card["folder"], "card.json"])
+    assert card["files"]["model.safetensors"] == (out / card["folder"] / "model.safetensors"
+                                                  ).stat().st_size
+    assert load_file(out / card["folder"] / "classifier.safetensors")["weight"].shape == (7, 384)
     text = ["I can't believe you did that!", "We should buy some bread."]
     base = TextExtractor(TextConfig()).extract([UtteranceInput("u", t, None, None) for t in text])
     config = text_config_for(out, TextConfig())
-    assert config.model == str(out)
+    assert config.model == str(out / card["folder"])
     tuned = TextExtractor(config).extract([UtteranceInput("u", t, None, None) for t in text])
     for before, after in zip(base, tuned, strict=True):
         assert after["embedding"].shape == (384,)
@@ -120,8 +125,8 @@ def test_the_test_split_never_changes_the_encoder(finetuned, demo_manifest: Path
                          echo=lambda _: None)
     out, first = finetuned
     assert card["epochs"][0]["dev_weighted_f1"] == first["epochs"][0]["dev_weighted_f1"]
-    assert (tmp_path / "enc" / "model.safetensors").read_bytes() == \
-        (out / "model.safetensors").read_bytes()
+    assert (tmp_path / "enc" / card["folder"] / "model.safetensors").read_bytes() == \
+        (out / first["folder"] / "model.safetensors").read_bytes()
 
 
 def test_off_writes_only_a_card_and_extraction_keeps_text_model(demo_manifest, tmp_path):
@@ -181,3 +186,76 @@ def test_a_changed_weight_misses_the_text_cache(tmp_path: Path):
     assert np.abs(after - before).max() > 1e-4
     meta = json.loads(pq.read_schema(tmp_path / "out" / "text.parquet").metadata[b"config"])
     assert meta["model"] == str(model)
+
+
+def tiny_manifest(path: Path) -> Path:
+    """Twelve utterances (eight train, four dev) of two labels: fine-tuning on them takes a
+    second with :func:`tiny_bert`."""
+    said = ["i am so happy", "this is great", "i love it", "oh yes", "i am so sad",
+            "this is terrible", "i hate it", "oh no"]
+    rows = [{"utterance_id": f"u{i}", "corpus": "tiny", "split": "train" if i < 8 else "dev",
+             "dialogue_id": f"d{i // 4}", "turn": i % 4, "speaker": "ross",
+             "text": said[i % 8], "label": "joy" if i % 8 < 4 else "sadness"}
+            for i in range(12)]
+    table = pa.Table.from_pylist(rows).replace_schema_metadata(
+        {"labels": json.dumps(["joy", "sadness"])})
+    write_parquet(table, path)
+    return path
+
+
+TINY = replace(QUICK, batch_size=4, max_tokens=16, lr=1e-3)
+
+
+def kill_before_the_card(monkeypatch) -> None:
+    """The process dies after the new model's folder is complete, before its card is written:
+    the one step that publishes it (a kill at that exact point cannot be caused otherwise)."""
+    def killed(*_args, **_kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(text_finetune, "write_text", killed)
+
+
+def test_a_publish_killed_before_its_card_leaves_the_previous_encoder(tmp_path, monkeypatch):
+    manifest = tiny_manifest(tmp_path / "tiny.parquet")
+    text = TextConfig(model=str(tiny_bert(tmp_path / "base")))
+    out = tmp_path / "text_encoder"
+    first = finetune_text(manifest, out, TINY, text, echo=lambda _: None)
+    kill_before_the_card(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        finetune_text(manifest, out, replace(TINY, seed=14), text, echo=lambda _: None)
+    monkeypatch.undo()
+    assert len(list(out.iterdir())) == 3  # the card, its model and the unpublished new one
+    assert read_card(out) == first
+    assert text_config_for(out, text).model == str(out / first["folder"])
+    second = finetune_text(manifest, out, replace(TINY, seed=14), text, echo=lambda _: None)
+    assert second["folder"] != first["folder"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(["card.json", second["folder"]])
+    assert text_config_for(out, text).model == str(out / second["folder"])
+
+
+def test_an_incomplete_encoder_is_refused_never_replaced_by_the_base_model(tmp_path,
+                                                                            monkeypatch):
+    manifest = tiny_manifest(tmp_path / "tiny.parquet")
+    text = TextConfig(model=str(tiny_bert(tmp_path / "base")))
+    out = tmp_path / "text_encoder"
+    kill_before_the_card(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):  # the first publish ever, killed
+        finetune_text(manifest, out, TINY, text, echo=lambda _: None)
+    monkeypatch.undo()
+    rerun = r"; rerun `mcncl finetune text` \(or `dvc repro finetune_text`\)"
+    with pytest.raises(FinetuneError, match=r"card.json: not found; run `mcncl finetune text`"):
+        text_config_for(out, text)
+    card = finetune_text(manifest, out, TINY, text, echo=lambda _: None)
+    folder = out / card["folder"]
+    (folder / "model.safetensors").write_bytes(b"")
+    with pytest.raises(FinetuneError, match=rf"{folder}: the fine-tuned encoder is incomplete "
+                       rf"\(1 of {len(card['files'])} files missing or cut short: "
+                       rf"model.safetensors\){rerun}"):
+        text_config_for(out, text)
+    shutil.rmtree(folder)
+    with pytest.raises(FinetuneError, match=rf"{folder}: the fine-tuned encoder that "
+                       rf"{out / 'card.json'} names is missing{rerun}"):
+        text_config_for(out, text)
+    (out / "card.json").write_text(json.dumps({"enabled": True, "context": 0}))  # as before
+    with pytest.raises(FinetuneError, match=rf"card.json names no model folder and files \(an "
+                       rf"earlier version wrote it\){rerun}"):
+        text_config_for(out, text)
