@@ -1,4 +1,5 @@
-"""``mcncl``: the one entry point. Each DVC stage's ``cmd`` is one of these commands."""
+"""mcncl: multimodal emotion recognition, one command per pipeline stage (each DVC stage runs
+one of these), plus the Prefect UI, DuckDB queries, predictions and the report."""
 
 from __future__ import annotations
 

@@ -112,12 +112,16 @@ def _scored_coverage(m: dict) -> str:
 
 
 def _f1_bars(per_class: dict[str, float]) -> str:
-    rows = [[label, f1, f"<span class=bar style='width:{f1 * 20:.2f}rem'></span>"]
-            for label, f1 in per_class.items()]
-    header = "<tr><th>class</th><th>F1</th><th></th></tr>"
-    body = "".join(f"<tr><td>{escape(r[0])}</td><td>{r[1]:.3f}</td><td style='text-align:"
-                   f"left'>{r[2]}</td></tr>" for r in rows)
-    return f"<table>{header}{body}</table>"
+    return _bar_table(["class", "F1", ""], [(label, f1, f1) for label, f1 in per_class.items()])
+
+
+def _bar_table(header: list[str], rows: list[tuple[str, float | int, float]]) -> str:
+    """A table of (label, value, share): the share (0-1) drawn as a bar up to 20rem wide."""
+    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    body = "".join(f"<tr><td>{escape(label)}</td><td>{_fmt(value)}</td><td style='text-align:"
+                   f"left'><span class=bar style='width:{share * 20:.2f}rem'></span></td></tr>"
+                   for label, value, share in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
 
 
 def _confusion(con, predictions: Path) -> str:
@@ -210,10 +214,8 @@ def _face_coverage(features: Path) -> str:
     least = config.get("min_coverage", 0.5)
     counts = coverage_histogram(values)
     top = max(counts) or 1
-    rows = [[f"{i / BINS:.1f}-{(i + 1) / BINS:.1f}", n,
-             f"<span class=bar style='width:{n / top * 20:.2f}rem'></span>"]
-            for i, n in enumerate(counts)]
+    rows = [(f"{i / BINS:.1f}-{(i + 1) / BINS:.1f}", n, n / top) for i, n in enumerate(counts)]
     lost = sum(v < least for v in values)
     return (f"<p>{len(values)} utterances; face_lost (coverage below {least:.2f}): {lost}. "
             "Utterances without any face are the facial error kind no_face.</p>"
-            + _table(["coverage", "utterances", ""], rows))
+            + _bar_table(["coverage", "utterances", ""], rows))

@@ -77,3 +77,23 @@ def test_a_user_error_is_one_line_with_status_2_and_a_bug_keeps_its_traceback():
     assert user.output.strip() == "error: x.parquet: not found; run `mcncl manifest` first."
     bug = CliRunner().invoke(app, ["go", "oops"])
     assert isinstance(bug.exception, KeyError) and bug.exit_code == 1
+
+
+def test_every_help_page_reads_as_plain_text():
+    """What `mcncl [COMMAND] --help` shows holds no reStructuredText quotes (``x``)."""
+    from typer.testing import CliRunner
+
+    from mcncl.cli import app
+
+    runner = CliRunner()
+    pages = {"mcncl": runner.invoke(app, ["--help"])}
+    for group in [None, *app.registered_groups]:
+        typer_app = app if group is None else group.typer_instance
+        for command in typer_app.registered_commands:
+            words = [group.name] if group else []
+            pages[" ".join(words + [command.name])] = runner.invoke(
+                app, [*words, command.name, "--help"])
+    assert len(pages) > 15
+    assert all(page.exit_code == 0 for page in pages.values())
+    marked = [name for name, page in pages.items() if "``" in page.output]
+    assert not marked, marked

@@ -4,6 +4,7 @@ import json
 import re
 import shutil
 import subprocess
+from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +28,10 @@ def make_run(data: Path) -> None:
                              "label": ["joy", "anger"] * 3}), data / "manifests" / "c.parquet")
     features = data / "features" / "c"
     (features / "errors").mkdir(parents=True)
-    for modality, present in (("acoustic", ids), ("text", ids), ("facial", ids[1:])):
+    for modality, present in (("acoustic", ids), ("text", ids)):
         pq.write_table(pa.table({"utterance_id": present}), features / f"{modality}.parquet")
+    pq.write_table(pa.table({"utterance_id": ids[1:], "coverage": [1.0, 0.9, 0.3, 1.0, 0.8]}),
+                   features / "facial.parquet")
     pq.write_table(pa.table({"utterance_id": [ids[0]], "stage": ["facial"], "kind": ["no_face"],
                              "message": ["no face in any sampled frame"]}),
                    features / "errors" / "facial.parquet")
@@ -63,6 +66,9 @@ def test_report_holds_every_section_with_the_runs_numbers(tmp_path: Path):
     assert cells(page, "<h2>Coverage: utterances") == ["train", "4", "4", "3", "4", "test", "2",
                                                        "2", "2", "2"]
     assert cells(page, "Errors per stage") == ["facial", "no_face", "1"]
+    coverage = cells(page, "<h2>Face coverage")
+    assert coverage[:3] == ["0.0-0.1", "0", "<span class=bar style='width:0.00rem'></span>"]
+    assert "0.9-1.0" in coverage and "face_lost (coverage below 0.50): 1" in page
     # self-contained: nothing is fetched from anywhere
     assert not re.search(r"(src|href)=['\"]?(https?:|//|/)", page) and "<script" not in page
 
@@ -86,3 +92,17 @@ def test_report_renders_in_headless_chromium(tmp_path: Path):
     assert image.shape == (1900, 1100)
     # real content was drawn: headings, tables, the bars and the curve (not a blank page)
     assert (image < 128).sum() > 5000
+    dom = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom",
+                          report.resolve().as_uri()], capture_output=True, text=True, timeout=120)
+    text = visible_text(dom.stdout)
+    assert "F1 per class" in text and "face_lost" in text
+    assert "<" not in text and "span" not in text  # no markup shown as text (bars are drawn)
+
+
+def visible_text(page: str) -> str:
+    """The text a reader sees: the data between tags, character references decoded."""
+    parts: list[str] = []
+    parser = HTMLParser()
+    parser.handle_data = parts.append
+    parser.feed(page)
+    return " ".join(parts)
