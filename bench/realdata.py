@@ -81,13 +81,7 @@ CONFIGS: dict[str, dict[str, object]] = {  # name: params overrides
     "ce": {"train.contrastive_weight": 0.0},
     "supcon": {**CONTRASTIVE, "train.hard_negatives": "none"},
     "supcon-hn": {**CONTRASTIVE, "train.hard_negatives": "exp"},
-    "supcon-balanced": {**CONTRASTIVE, "train.hard_negatives": "none",
-                        "train.sampler": "balanced"},
-    "supcon-hn-balanced": {**CONTRASTIVE, "train.hard_negatives": "exp",
-                           "train.sampler": "balanced"},
-    "supcon-queue": {**CONTRASTIVE, "train.hard_negatives": "none", "train.queue_size": 1024},
-    "supcon-hn-queue": {**CONTRASTIVE, "train.hard_negatives": "exp", "train.queue_size": 1024},
-    "context": {"train.contrastive_weight": 0.0, "model.context": True},
+    "context": {"train.contrastive_weight": 0.0, "model.context": "past_future"},
 }
 
 

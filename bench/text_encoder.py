@@ -9,7 +9,7 @@
 Rows: the frozen encoder (``text.model``: the packaged MiniLM unless ``--text-model`` names a
 local folder); the encoder fine-tuned with k = 0 (when 0 is among ``--contexts``); with
 the best k > 0 (chosen by the fine-tuned classifier's own dev weighted-F1, dev only); and
-that encoder's features with ``model.context: true``. Each row is MCN-CL text-only trained on
+that encoder's features with ``model.context: past_future``. Each row is MCN-CL text-only trained on
 train, the epoch selected on dev, dev weighted-F1 and accuracy as medians over the seeds. Also
 printed: each fine-tuning's classifier dev score and seconds per epoch. Every step goes
 through the project's real code (``finetune_text``, the extraction flow with its cache under
@@ -145,12 +145,13 @@ def main() -> None:
         if "tuned" in wanted:
             rows.append((f"{model_name} fine-tuned, k = {k}", k, tensors, False))
         if "context" in wanted and k == best:
-            rows.append((f"{model_name} fine-tuned, k = {k}, model.context: true", k, tensors,
-                         True))
+            rows.append((f"{model_name} fine-tuned, k = {k}, model.context: past_future", k,
+                         tensors, True))
     seeds = [int(s) for s in args.seeds.split(",")]
     calls = [(tensors, work / f"{tensors.name[:-len('-tensors')]}-model-{seed}"
               f"{'-ctx' if context else ''}",
-              replace(params.model, modalities=("text",), context=context),
+              replace(params.model, modalities=("text",),
+                      context="past_future" if context else "none"),
               replace(params.train, seed=seed, epochs=args.epochs or params.train.epochs))
              for _, _, tensors, context in rows for seed in seeds]
     scores = iter(run_jobs(train_and_score, calls, args.jobs))

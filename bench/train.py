@@ -66,7 +66,7 @@ def bare(root: Path, model_config: ModelConfig, config: TrainConfig) -> float:
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr)
     data = load_split(root, "train", device)
     prepared = list(batches(data, config.batch_size, torch.Generator().manual_seed(0),
-                            by_dialogue=model_config.context))
+                            by_dialogue=model_config.context != "none"))
     start = time.perf_counter()
     for batch in prepared:
         loss = total_loss(*model(batch), batch["label"], None, config)
@@ -106,7 +106,7 @@ def main() -> None:
         root.mkdir()
         write_cache(root, args.utterances, max(50, args.utterances // 20))  # dev: 1/20
         for name in args.configs.split(","):
-            model_config = ModelConfig(context=name == "context")
+            model_config = ModelConfig(context="past_future" if name == "context" else "none")
             real, bare_speed, seconds = measure(root, Path(tmp) / name, model_config, config,
                                                 args.utterances)
             print(f"| {name} | {real:.0f} | {bare_speed:.0f} | {real / bare_speed:.2f} | "

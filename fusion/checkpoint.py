@@ -6,7 +6,8 @@ round-trips (a model's state dict, an optimiser's, random-number states, the tra
 The pickled ``model.pt`` of earlier versions is never unpickled by training or evaluation;
 ``python -m fusion.checkpoint <model.pt>`` converts one with torch's restricted (weights-only)
 unpickler, which refuses anything but tensors and plain containers. A checkpoint from before
-the modalities were renamed (audio → acoustic, visual → facial) is read in today's names.
+the modalities were renamed (audio → acoustic, visual → facial) is read in today's names, and
+one that records settings deleted since (``fusion.config.DELETED``) is read without them.
 
 A trained checkpoint carries its ``provenance`` (``fusion.tensors.feature_provenance``: how
 the features it learnt from were made); :func:`check_provenance` refuses a tensor cache made
@@ -25,7 +26,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from extractors.atomic import atomic_path
-from fusion.config import RENAMED, renamed
+from fusion.config import DELETED, RENAMED, renamed
 
 MODEL = "model.safetensors"  # the best epoch: weights, configs, labels, statistics, dev scores
 LAST = "last.safetensors"  # the last finished epoch, for --resume (scratch, git-ignored)
@@ -67,7 +68,7 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str,
     except (SafetensorError, KeyError, ValueError) as exc:
         raise CheckpointError(f"{path}: not a checkpoint this version wrote ({exc}); "
                               "retrain to replace it.") from exc
-    return _current_names(_join(layout, tensors))
+    return _without_deleted(_current_names(_join(layout, tensors)))
 
 
 def convert_pickle(old: Path) -> Path:
@@ -136,12 +137,12 @@ def check_provenance(saved: dict, meta: dict, checkpoint: Path, tensor_dir: Path
 def _current_names(saved: Any) -> Any:
     """A training checkpoint with its modalities named as today (``fusion.config.RENAMED``):
     the model's settings, the tensor metadata, the weights (``model.safetensors``'s state_dict,
-    ``last.safetensors``'s model) and the contrastive queue; anything else as it is."""
+    ``last.safetensors``'s model); anything else as it is."""
     if not isinstance(saved, dict):
         return saved
-    meta, queue = saved.get("meta") or {}, saved.get("queue") or {}
+    meta = saved.get("meta") or {}
     keyed = [(saved, "state_dict"), (saved, "model"), (meta, "dims"), (meta, "normalisation"),
-             (meta, "tensors"), (queue, "views"), (queue, "labels")]
+             (meta, "tensors")]
     for part, name in keyed:
         if isinstance(part.get(name), dict):
             part[name] = {renamed(k): v for k, v in part[name].items()}
@@ -149,6 +150,24 @@ def _current_names(saved: Any) -> Any:
                        (meta.get("tensors") or {}, "standardise")):
         if isinstance(part.get(name), list):
             part[name] = [RENAMED.get(m, m) for m in part[name]]
+    return saved
+
+
+def _without_deleted(saved: Any) -> Any:
+    """A checkpoint without the settings deleted since it was written (``fusion.config.
+    DELETED``) and without the projection head's weights (``heads.*``, from
+    ``model.projection_dim``), which only made contrastive views: it predicts as before."""
+    if not isinstance(saved, dict):
+        return saved
+    for section in ("model", "train"):
+        config = saved.get(f"{section}_config")
+        if isinstance(config, dict):
+            for key in DELETED[section]:
+                config.pop(key, None)
+    for states in (saved.get("members") or [], [saved.get("state_dict")]):
+        for state in states:
+            for name in [n for n in state or {} if n.startswith("heads.")]:
+                del state[name]
     return saved
 
 

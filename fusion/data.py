@@ -107,44 +107,6 @@ def batches(split: dict[str, Tensor], batch_size: int, generator: torch.Generato
         yield take(split, rows)
 
 
-class BalancedTopUp:
-    """Tops a batch up so each class with ≥ 2 train examples has ``min_per_class`` members.
-
-    The extra rows (``topup`` true) are drawn at random from the class's other examples; they
-    serve the contrastive loss as positives and negatives and are left out of the
-    classification loss, so the class prior the classifier learns is unchanged. With
-    ``by_dialogue`` each extra row gets a dialogue of its own (it has no context here).
-    """
-
-    def __init__(self, labels: Tensor, min_per_class: int, generator: torch.Generator):
-        labels = labels.cpu()
-        self.pools = [torch.nonzero(labels == c).flatten() for c in range(int(labels.max()) + 1)]
-        self.pools = [p for p in self.pools if len(p) >= 2]
-        self.labels, self.min_per_class, self.generator = labels, min_per_class, generator
-
-    def rows(self, rows: Tensor) -> Tensor:
-        """The extra rows for the batch ``rows`` (possibly none)."""
-        rows = rows.cpu()
-        extra = []
-        for pool in self.pools:
-            need = min(self.min_per_class, len(pool)) - int(torch.isin(pool, rows).sum())
-            if need > 0:
-                others = pool[~torch.isin(pool, rows)]
-                extra.append(others[torch.randperm(len(others), generator=self.generator)[:need]])
-        return torch.cat(extra) if extra else rows[:0]
-
-    def __call__(self, split: dict[str, Tensor], rows: Tensor) -> dict[str, Tensor]:
-        extra = self.rows(rows)
-        batch = take(split, torch.cat([rows.cpu(), extra]))
-        topup = torch.zeros(len(batch["index"]), dtype=torch.bool, device=batch["label"].device)
-        topup[len(rows):] = True
-        batch["topup"] = topup
-        if "dialogue" in batch and len(extra):
-            batch["dialogue"] = batch["dialogue"].clone()
-            batch["dialogue"][topup] = -1 - torch.arange(len(extra), device=topup.device)
-        return batch
-
-
 def _groups(split: dict[str, Tensor], by_dialogue: bool) -> list[Tensor]:
     n = size(split)
     if not by_dialogue:

@@ -1,10 +1,9 @@
 """Classification loss and the modality-specific supervised contrastive loss.
 
-Contrastive loss for one modality's contrastive views (L2-normalised; the projection head's
-output when ``model.projection_dim`` > 0), labels y, temperature τ. Anchors are the batch's
-utterances; keys are the batch's views gathered from every rank (DDP) plus, with
-``train.queue_size``, a memory of recent views (detached). For each anchor i with at least
-one positive (same label, not i itself) among the keys,
+Contrastive loss for one modality's contrastive views (its pooled vectors, L2-normalised),
+labels y, temperature τ. Anchors are the batch's utterances; keys are the batch's views
+gathered from every rank (DDP). For each anchor i with at least one positive (same label,
+another utterance: no copy of i itself) among the keys,
 
     L_i = -1/|P(i)| Σ_p log( e^{s_ip} / (Σ_{p'∈P(i)} e^{s_ip'} + Σ_{n∈N(i)} w_in e^{s_in}) )
 
@@ -15,6 +14,9 @@ supervised contrastive loss (Khosla et al. 2020); at β = 1 a negative's share o
 denominator grows as exp(2 s) instead of exp(s); the default β = 2 (tuned on RAVDESS speaker
 CV, docs/model.md) makes it exp(3 s). Weights are constants (no gradient through them), as in
 Robinson et al.
+
+The total is the classification loss (on logit-adjusted logits with ``train.logit_adjustment``)
+plus λ × the mean of the modalities' contrastive losses.
 """
 
 from __future__ import annotations
@@ -38,11 +40,14 @@ def negative_weights(logits: Tensor, negatives: Tensor, beta: float) -> Tensor:
 
 def contrastive_loss(z: Tensor, labels: Tensor, temperature: float, hard_negatives: str,
                      beta: float, keys: Tensor | None = None, key_labels: Tensor | None = None,
-                     offset: int = 0) -> Tensor:
+                     offset: int = 0, ids: Tensor | None = None,
+                     key_ids: Tensor | None = None) -> Tensor:
     """Mean loss over anchors ``z`` that have a positive; 0 when none has.
 
     ``keys`` (default: ``z``) must hold ``z`` itself at rows ``offset``.. (an anchor is not its
-    own positive); their labels are ``key_labels``.
+    own positive); their labels are ``key_labels``. With utterance ``ids`` (and ``key_ids``,
+    the first keys' ids; default ``ids``), any other copy of the anchor's own utterance among
+    the keys (another rank's, a repeated row) is neither a positive nor a negative either.
     """
     z = F.normalize(z.float(), dim=1)
     if keys is None:
@@ -53,7 +58,10 @@ def contrastive_loss(z: Tensor, labels: Tensor, temperature: float, hard_negativ
     same = labels.unsqueeze(1) == key_labels.unsqueeze(0)
     itself = torch.zeros_like(same)
     itself[torch.arange(len(z)), offset + torch.arange(len(z))] = True
-    positives, negatives = same & ~itself, ~same
+    if ids is not None:
+        key_ids = ids if key_ids is None else key_ids
+        itself[:, : len(key_ids)] |= ids.unsqueeze(1) == key_ids.unsqueeze(0)
+    positives, negatives = same & ~itself, ~same & ~itself
     has_positive = positives.any(1)
     if not has_positive.any():  # also a batch where nobody has this modality
         return (z.sum() + keys.sum()) * 0.0  # keeps every rank's graph the same shape
@@ -90,7 +98,8 @@ class _GatherRows(torch.autograd.Function):
 
 
 def gather_rows(x: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, int]:
-    """Every rank's rows of ``x`` (differentiable) and ``labels``, and where this rank's start.
+    """Every rank's rows of ``x`` (differentiable) and ``labels`` (any row shape), and where
+    this rank's start.
 
     Without a process group (or with one rank) it returns its inputs and offset 0.
     """
@@ -102,7 +111,7 @@ def gather_rows(x: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, int]:
     sizes = [int(n) for n in sizes]
     top = max(sizes)
     padded = torch.cat([x, x.new_zeros(top - len(x), *x.shape[1:])])
-    padded_labels = torch.cat([labels, labels.new_full((top - len(x),), -1)])
+    padded_labels = torch.cat([labels, labels.new_full((top - len(x), *labels.shape[1:]), -1)])
     rows = _GatherRows.apply(padded)
     label_rows = [torch.empty_like(padded_labels) for _ in range(world)]
     dist.all_gather(label_rows, padded_labels)
@@ -111,62 +120,44 @@ def gather_rows(x: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, int]:
             torch.cat([label_rows[r][k] for r, k in enumerate(keep)]), sum(sizes[:rank]))
 
 
-class MemoryQueue:
-    """The last ``size`` contrastive views of each modality (detached) and their labels."""
-
-    def __init__(self, size: int):
-        self.size = size
-        self.views: dict[str, Tensor] = {}
-        self.labels: dict[str, Tensor] = {}
-
-    def keys(self, modality: str, views: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
-        """``views``/``labels`` followed by the queue's (the current batch first)."""
-        if modality not in self.views:
-            return views, labels
-        return (torch.cat([views, self.views[modality].to(views.dtype)]),
-                torch.cat([labels, self.labels[modality]]))
-
-    def push(self, modality: str, views: Tensor, labels: Tensor) -> None:
-        views = F.normalize(views.detach().float(), dim=1)
-        if modality in self.views:
-            views = torch.cat([views, self.views[modality]])
-            labels = torch.cat([labels, self.labels[modality]])
-        self.views[modality], self.labels[modality] = views[: self.size], labels[: self.size]
-
-
 def total_loss(logits: Tensor, views: dict[str, Tensor], present: dict[str, Tensor],
                labels: Tensor, class_weights: Tensor | None, config,
-               topup: Tensor | None = None, queue: MemoryQueue | None = None) -> Tensor:
-    """Classification loss plus λ × each modality's contrastive loss (``config``: TrainConfig).
+               ids: Tensor | None = None, log_prior: Tensor | None = None) -> Tensor:
+    """Classification loss plus λ × the mean over modalities of their contrastive losses
+    (``config``: TrainConfig), so λ means the same whatever the number of modalities.
 
-    Rows marked ``topup`` (balanced sampler extras) count in the contrastive loss only.
+    ``ids`` (the batch's ``index``) name each row's utterance, so no utterance is its own
+    positive. ``log_prior`` (:func:`log_prior`) adjusts the logits with ``train.logit_adjustment``.
     """
-    counted = slice(None) if topup is None else ~topup
-    loss = classification_loss(logits.float()[counted], labels[counted], class_weights,
-                               config.focal_gamma, config.label_smoothing)
-    if config.contrastive_weight <= 0:
+    logits = logits.float()
+    if log_prior is not None and config.logit_adjustment:
+        logits = adjust_logits(logits, log_prior, config.logit_adjustment)
+    loss = F.cross_entropy(logits, labels, weight=class_weights)
+    if config.contrastive_weight <= 0 or not views:
         return loss
     contrastive = loss.new_zeros(())
     for m in views:
         z, y = views[m][present[m]], labels[present[m]]
-        batch_keys, batch_labels, offset = gather_rows(z, y)
-        keys, key_labels = (batch_keys, batch_labels) if queue is None else queue.keys(
-            m, batch_keys, batch_labels)
+        u = None if ids is None else ids[present[m]]
+        tags = y.unsqueeze(1) if u is None else torch.stack([y, u], dim=1)
+        batch_keys, batch_tags, offset = gather_rows(z, tags)  # labels (and ids) go together
+        batch_labels = batch_tags[:, 0]
+        key_ids = None if u is None else batch_tags[:, 1]
         contrastive = contrastive + contrastive_loss(
             z, y, config.temperature, config.hard_negatives, config.hard_negative_beta,
-            keys, key_labels, offset)
-        if queue is not None:
-            queue.push(m, batch_keys, batch_labels)
-    return loss + config.contrastive_weight * contrastive
+            batch_keys, batch_labels, offset, u, key_ids)
+    return loss + config.contrastive_weight * contrastive / len(views)
 
 
-def classification_loss(logits: Tensor, labels: Tensor, class_weights: Tensor | None,
-                        focal_gamma: float, label_smoothing: float = 0.0) -> Tensor:
-    if focal_gamma <= 0:
-        return F.cross_entropy(logits, labels, weight=class_weights,
-                               label_smoothing=label_smoothing)
-    log_p = F.log_softmax(logits, dim=1).gather(1, labels.unsqueeze(1)).squeeze(1)
-    loss = -((1 - log_p.exp()) ** focal_gamma) * log_p
-    if class_weights is not None:
-        loss = loss * class_weights[labels]
-    return loss.mean()
+def log_prior(labels: Tensor, n_classes: int) -> Tensor:
+    """Log class frequencies of ``labels`` (the train split's); a class never seen counts once."""
+    counts = torch.bincount(labels, minlength=n_classes).float().clamp(min=1)
+    return (counts / counts.sum()).log()
+
+
+def adjust_logits(logits: Tensor, log_prior: Tensor, tau: float) -> Tensor:
+    """Logit adjustment (Menon et al., ICLR 2021): cross-entropy on ``logits + tau * log
+    prior`` in training only, so that the raw logits, which prediction uses, are pushed towards
+    the balanced posterior (at tau = 1 the loss is consistent for the balanced error)."""
+    return logits + tau * log_prior.to(logits.dtype)
+

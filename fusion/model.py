@@ -1,16 +1,16 @@
 """MCN-CL: a multimodal cross-attention network (our reading of arXiv 2511.10892).
 
 Per-modality encoders project text tokens, acoustic LLD frames (plus the utterance's
-functionals) and AU frames to ``d_model``; the facial encoder first runs a temporal pyramid
-(parallel 1-D convolutions at several kernel sizes, squeeze-and-excitation over the AU
-channels: our reading of "PSA"). Then ``n_layers`` triple-query layers: each stream queries
-the other two (cross-attention, masked), then attends to itself, then a feed-forward block;
-the three streams are updated together from the previous layer's states (bidirectional).
-Masked attention pooling gives one vector per stream; a gate weighs the streams present and
-a classifier reads the fused vector. With ``projection_dim`` > 0 each stream's pooled vector
-also goes through a small projection head (as in SupCon) whose output is the view the
-contrastive loss compares; the classifier never sees it. Every stream has a learned null
-token among its keys, so an utterance missing a modality attends to nothing harmful and never
+functionals) and AU frames to ``d_model``; the facial encoder first runs EPSANet's pyramid
+squeeze attention over time ("PSA", :class:`PyramidSqueezeAttention`). Then ``n_layers``
+triple-query layers: each stream queries the other two (cross-attention, masked), then attends
+to itself, then a feed-forward block; the three streams are updated together from the previous
+layer's states (bidirectional). Masked attention pooling gives one vector per stream; a gate
+weighs the streams present and a classifier reads the fused vector. The ``concat`` ablation
+differs from ``cross`` only in the fusion: no cross-attention, and the gated stream vectors
+are concatenated and projected back to ``d_model`` instead of summed. Each stream's pooled
+vector is also the view the contrastive loss compares. Every stream has a learned null token
+among its keys, so an utterance missing a modality attends to nothing harmful and never
 divides by zero.
 """
 
@@ -22,35 +22,50 @@ from torch import Tensor, nn
 from fusion.config import ModelConfig
 
 
-class TemporalPyramid(nn.Module):
-    """Parallel temporal convolutions over AU sequences with channel attention."""
+class PyramidSqueezeAttention(nn.Module):
+    """EPSANet's PSA (Zhang et al. 2021) over time: the channels are split into S groups, one
+    per kernel size; each group is convolved over time with its kernel; one SE module (shared
+    by the groups, as in EPSANet) gives each group a weight vector from its mean over the real
+    frames; a softmax across the S groups (per channel) turns those into attention over scales,
+    which reweights the groups before they are concatenated again (then a ReLU).
+
+    Channels are zero-padded up to a multiple of S, so ``out_channels`` is the input width
+    rounded up (equal to it when S divides it). Masked frames are zero before and after the
+    convolutions and are left out of the squeeze.
+    """
 
     def __init__(self, channels: int, kernels: tuple[int, ...], reduction: int):
         super().__init__()
-        self.branches = nn.ModuleList(
-            nn.Conv1d(channels, channels, k, padding=k // 2) for k in kernels)
-        width = channels * len(kernels)
-        self.excite = nn.Sequential(
-            nn.Linear(width, max(1, width // reduction)), nn.ReLU(),
-            nn.Linear(max(1, width // reduction), width), nn.Sigmoid())
-        self.out_channels = width
+        self.width = -(-channels // len(kernels))  # channels per group
+        self.out_channels = self.width * len(kernels)
+        self.convs = nn.ModuleList(
+            nn.Conv1d(self.width, self.width, k, padding="same") for k in kernels)
+        hidden = max(1, self.width // reduction)
+        self.se = nn.Sequential(nn.Linear(self.width, hidden), nn.ReLU(),
+                                nn.Linear(hidden, self.width), nn.Sigmoid())
 
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
-        # x: (batch, time, channels); masked frames are zero before and after the convolution
-        x = (x * mask.unsqueeze(-1)).transpose(1, 2)
-        y = torch.cat([torch.relu(b(x)) for b in self.branches], dim=1)  # (B, C*k, T)
-        frames = mask.sum(1, keepdim=True).clamp(min=1)
-        squeezed = (y * mask.unsqueeze(1)).sum(-1) / frames  # masked mean over time
-        return (y * self.excite(squeezed).unsqueeze(-1)).transpose(1, 2)
+    def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """(batch, time, channels) → (batch, time, out_channels) and the attention over scales,
+        (batch, S, channels per group), which sums to 1 over S."""
+        keep = mask.unsqueeze(1).to(x.dtype)  # (B, 1, T)
+        x = nn.functional.pad(x, (0, self.out_channels - x.shape[-1])).transpose(1, 2) * keep
+        groups = x.split(self.width, dim=1)
+        feats = torch.stack([conv(g) * keep for conv, g in zip(self.convs, groups, strict=True)],
+                            dim=1)  # (B, S, width, T)
+        squeezed = feats.sum(-1) / keep.sum(-1, keepdim=True).clamp(min=1)  # mean, real frames
+        weights = torch.softmax(self.se(squeezed), dim=1)  # across the scales, per channel
+        out = torch.relu(feats * weights.unsqueeze(-1)).flatten(1, 2).transpose(1, 2)
+        return out, weights
 
 
 class Encoder(nn.Module):
     def __init__(self, width: int, config: ModelConfig, max_len: int = 512,
                  extra: int = 0, pyramid: bool = False):
         super().__init__()
-        self.pyramid = (TemporalPyramid(width, config.pyramid_kernels, config.se_reduction)
-                        if pyramid else None)
-        inner = self.pyramid.out_channels if pyramid else width
+        self.pyramid = (PyramidSqueezeAttention(width, config.pyramid_kernels,
+                                                config.se_reduction)
+                        if pyramid and config.pyramid_kernels else None)
+        inner = width if self.pyramid is None else self.pyramid.out_channels
         self.project = nn.Linear(inner, config.d_model)
         self.extra = nn.Linear(extra, config.d_model) if extra else None
         self.position = nn.Embedding(max_len, config.d_model)
@@ -59,7 +74,7 @@ class Encoder(nn.Module):
 
     def forward(self, x: Tensor, mask: Tensor, extra: Tensor | None = None) -> Tensor:
         if self.pyramid is not None:
-            x = self.pyramid(x, mask)
+            x = self.pyramid(x, mask)[0]
         h = self.project(x) + self.position(torch.arange(x.shape[1], device=x.device))
         if self.extra is not None and extra is not None:
             h = h + self.extra(extra).unsqueeze(1)
@@ -67,9 +82,10 @@ class Encoder(nn.Module):
 
 
 class TripleQueryLayer(nn.Module):
-    """Each stream queries the others, then itself, then a feed-forward block."""
+    """Each stream queries the others (unless ``cross`` is false: the concat ablation), then
+    itself, then a feed-forward block."""
 
-    def __init__(self, names: tuple[str, ...], config: ModelConfig):
+    def __init__(self, names: tuple[str, ...], config: ModelConfig, cross: bool = True):
         super().__init__()
         d, heads, p = config.d_model, config.n_heads, config.dropout
 
@@ -80,7 +96,7 @@ class TripleQueryLayer(nn.Module):
                                      nn.Dropout(p), nn.Linear(d * config.ffn_mult, d)),
                 "n2": nn.LayerNorm(d), "n3": nn.LayerNorm(d),
             }
-            if len(names) > 1:  # one stream has nobody to query
+            if cross and len(names) > 1:  # one stream has nobody to query
                 parts["cross"] = nn.MultiheadAttention(d, heads, dropout=p, batch_first=True)
                 parts["n1"] = nn.LayerNorm(d)
             return nn.ModuleDict(parts)
@@ -93,7 +109,7 @@ class TripleQueryLayer(nn.Module):
         for name, b in self.blocks.items():
             x = states[name]
             others = [o for o in states if o != name]
-            if others:
+            if "cross" in b:
                 keys = torch.cat([states[o] for o in others], dim=1)
                 key_mask = torch.cat([masks[o] for o in others], dim=1)
                 q = b["n1"](x)
@@ -117,19 +133,21 @@ class AttentionPool(nn.Module):
 
 
 class DialogueContext(nn.Module):
-    """A speaker-aware bidirectional GRU over the utterances of each dialogue in the batch.
+    """A speaker-aware GRU over the utterances of each dialogue in the batch.
 
     Utterances are ordered by turn within their dialogue; each one's fused vector plus an
     embedding of its speaker (its index within the dialogue: 0 = first to speak) goes in, and
-    the GRU's output is added back (residual).
+    the GRU's output is added back (residual). Forward only, an utterance sees its earlier
+    turns (live use); with ``future`` the GRU is bidirectional and sees the later turns too.
     """
 
-    def __init__(self, d: int, max_speakers: int):
+    def __init__(self, d: int, max_speakers: int, future: bool):
         super().__init__()
         self.speakers = max_speakers
         self.speaker = nn.Embedding(max_speakers, d)
-        self.rnn = nn.GRU(d, d // 2, batch_first=True, bidirectional=True)
-        self.out = nn.Linear(2 * (d // 2), d)
+        directions = 2 if future else 1
+        self.rnn = nn.GRU(d, d // directions, batch_first=True, bidirectional=future)
+        self.out = nn.Linear(directions * (d // directions), d)
         self.norm = nn.LayerNorm(d)
 
     def forward(self, x: Tensor, dialogue: Tensor, turn: Tensor, speaker: Tensor) -> Tensor:
@@ -149,6 +167,9 @@ class DialogueContext(nn.Module):
         return self.norm(x + context)
 
 
+CONTEXTS = ("none", "past", "past_future")  # model.context
+
+
 class MCNCL(nn.Module):
     def __init__(self, config: ModelConfig, dims: dict[str, int], n_functionals: int,
                  n_classes: int):
@@ -164,27 +185,26 @@ class MCNCL(nn.Module):
                        pyramid=m == "facial")
             for m in self.names})
         self.null = nn.ParameterDict({m: nn.Parameter(torch.zeros(1, 1, d)) for m in self.names})
-        layers = config.n_layers if config.fusion == "cross" else 0
         if config.fusion not in ("cross", "concat"):
             raise ValueError(f"model.fusion {config.fusion!r} is unknown; use cross or concat.")
-        self.layers = nn.ModuleList(TripleQueryLayer(self.names, config) for _ in range(layers))
+        if config.context not in CONTEXTS:
+            raise ValueError(f"model.context {config.context!r} is unknown; use none, past "
+                             "(earlier turns only) or past_future (the whole dialogue).")
+        cross = config.fusion == "cross"
+        self.layers = nn.ModuleList(TripleQueryLayer(self.names, config, cross)
+                                    for _ in range(config.n_layers))
         self.pool = nn.ModuleDict({m: AttentionPool(d) for m in self.names})
-        self.gate = nn.Linear(d * len(self.names), len(self.names)) \
-            if config.fusion == "cross" else None
-        self.heads = nn.ModuleDict({
-            m: nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, config.projection_dim))
-            for m in self.names}) if config.projection_dim > 0 else None
-        fused = d * len(self.names) if config.fusion == "concat" else d
-        self.context = DialogueContext(fused, config.max_speakers) if config.context else None
+        self.gate = nn.Linear(d * len(self.names), len(self.names))
+        self.concat = None if cross else nn.Linear(d * len(self.names), d)
+        self.context = None if config.context == "none" else DialogueContext(
+            d, config.max_speakers, future=config.context == "past_future")
         self.n_classes = n_classes
-        self.classifier = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(fused, d),
+        self.classifier = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(d, d),
                                         nn.GELU(), nn.Linear(d, n_classes))
 
     def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor], dict]:
-        """Return logits, each stream's contrastive view and which utterances have it.
-
-        The view is the stream's pooled vector, or its projection with ``projection_dim``.
-        """
+        """Return logits, each stream's contrastive view (its pooled vector) and which
+        utterances have it."""
         states, masks, present = {}, {}, {}
         for m in self.names:
             x, mask = batch[m].float(), batch[f"{m}_mask"].bool()
@@ -199,16 +219,12 @@ class MCNCL(nn.Module):
         pooled = {m: self.pool[m](states[m], masks[m]) for m in self.names}
         stacked = torch.stack([pooled[m] for m in self.names], dim=1)  # (B, M, d)
         available = torch.stack([present[m] for m in self.names], dim=1)  # (B, M)
-        if self.gate is None:  # concat
-            fused = (stacked * available.unsqueeze(-1)).flatten(1)
-        else:
-            gates = self.gate(stacked.flatten(1)).masked_fill(~available, float("-inf"))
-            weights = torch.softmax(gates, dim=-1).nan_to_num(0.0)  # no modality: all zero
-            fused = (weights.unsqueeze(-1) * stacked).sum(1)
+        gates = self.gate(stacked.flatten(1)).masked_fill(~available, float("-inf"))
+        weights = torch.softmax(gates, dim=-1).nan_to_num(0.0)  # no modality: all zero
+        gated = weights.unsqueeze(-1) * stacked
+        fused = gated.sum(1) if self.concat is None else self.concat(gated.flatten(1))
         if self.context is not None:
             fused = self.context(fused, batch["dialogue"], batch["turn"], batch["speaker"])
-        if self.heads is not None:
-            pooled = {m: self.heads[m](pooled[m]) for m in self.names}
         return self.classifier(fused), pooled, present
 
 
@@ -238,7 +254,9 @@ def build_model(meta: dict, model_config: ModelConfig) -> MCNCL:
 def model_from_checkpoint(saved: dict, device: torch.device = torch.device("cpu")
                           ) -> MCNCL | SeedEnsemble:
     """One model, or a seed ensemble when the checkpoint holds several (``members``)."""
-    config = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v
+    old_context = {True: "past_future", False: "none"}  # model.context was a bool (a BiGRU)
+    config = ModelConfig(**{k: tuple(v) if isinstance(v, list) else
+                            old_context[v] if k == "context" and isinstance(v, bool) else v
                             for k, v in saved["model_config"].items()})
 
     def restore(state: dict) -> MCNCL:

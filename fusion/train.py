@@ -5,6 +5,9 @@ gloo on CPU, NCCL on CUDA; each rank trains on its share of every epoch's batche
 evaluates dev; rank 0 decides early stopping and the best checkpoint and tells the others, and
 writes). Every rank takes the same number of steps; dropout is seeded per rank. Same params
 and data give the same metrics on CPU.
+
+:func:`train` is the loop; its steps are :func:`set_up` (once), then per epoch
+:func:`train_epoch`, :func:`evaluate_dev` and :func:`save_epoch` (rank 0).
 """
 
 from __future__ import annotations
@@ -17,22 +20,21 @@ import math
 import os
 import random
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from extractors.atomic import write_text
 from fusion.checkpoint import LAST, MODEL, load_checkpoint, save_checkpoint
 from fusion.config import MODALITIES, ModelConfig, TrainConfig
-from fusion.data import BalancedTopUp, batches, epoch_plan, load_meta, load_split, size, take
-from fusion.losses import MemoryQueue, total_loss
+from fusion.data import batches, epoch_plan, load_meta, load_split, size, take
+from fusion.losses import log_prior, total_loss
 from fusion.metrics import scores
-from fusion.model import build_model
+from fusion.model import MCNCL, build_model
 
 # train_log.csv holds what training computes (the same on every rerun: it is tracked); the
 # seconds per epoch go to train_times.csv beside it, which nothing tracks
@@ -59,7 +61,7 @@ def predict(model: nn.Module, split: dict, batch_size: int) -> tuple[np.ndarray,
     model.eval()
     probs = torch.zeros(size(split), model.n_classes)
     with torch.no_grad():
-        for batch in batches(split, batch_size, by_dialogue=model.config.context):
+        for batch in batches(split, batch_size, by_dialogue=model.config.context != "none"):
             probs[batch["index"].cpu()] = torch.softmax(model(batch)[0].float(), dim=-1).cpu()
     return probs.numpy(), split["label"].cpu().numpy()
 
@@ -76,29 +78,64 @@ def lr_factor(step: int, warmup: int, total: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * progress))
 
 
+@dataclass
+class Run:
+    """One training run's parts, made once by :func:`set_up` and used by every epoch."""
+
+    model: MCNCL
+    net: nn.Module  # the model, or its DistributedDataParallel wrapper under several ranks
+    optimizer: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LambdaLR
+    plans: list[list[torch.Tensor]]  # every epoch's batches (rows of train), fixed up front
+    meta: dict
+    train_split: dict[str, torch.Tensor]
+    dev_split: dict[str, torch.Tensor]
+    class_weights: torch.Tensor | None  # train.class_weights
+    prior: torch.Tensor  # the train split's log class prior (train.logit_adjustment)
+    device: torch.device
+    rank: int
+    world: int
+
+
 def train(tensor_dir: Path, out_dir: Path, model_config: ModelConfig, config: TrainConfig,
           resume: bool = False, echo=print) -> dict:
     """Train, keep the best checkpoint (``model.safetensors``) and the learning curve; return
     its scores."""
-    if config.sampler not in ("shuffle", "balanced"):
-        raise ValueError(f"train.sampler {config.sampler!r} is unknown; use shuffle or balanced.")
-    if config.label_smoothing > 0 and config.focal_gamma > 0:
-        raise ValueError("train.label_smoothing works with cross-entropy only; set "
-                         "train.focal_gamma or train.label_smoothing to 0.")
-    if not 0 <= config.ema_decay < 1:
-        raise ValueError(f"train.ema_decay {config.ema_decay} is outside [0, 1); 0 turns the "
-                         "weight average off, 0.999 is typical.")
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    device = pick_device(config.device)
-    if world > 1:
-        rank = int(os.environ["RANK"])
-        if device.type == "cuda":
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        if not dist.is_initialized():  # once per process: later calls (seeds) reuse it
-            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-            atexit.register(dist.destroy_process_group)
-    else:
-        rank = 0
+    run = set_up(tensor_dir, model_config, config)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state = {"epoch": 0, "best": -1.0, "stale": 0, "log": []}
+    if resume and (out_dir / LAST).is_file():
+        state = _load_last(out_dir / LAST, run)
+        echo(f"resuming after epoch {state['epoch']} (best dev weighted-F1 {state['best']:.4f})")
+    for epoch in range(state["epoch"] + 1, config.epochs + 1):
+        started = time.perf_counter()
+        train_loss = train_epoch(run, run.plans[epoch - 1], config)
+        dev = evaluate_dev(run, config.batch_size * 4)
+        row = {"epoch": epoch, "train_loss": train_loss, "dev_weighted_f1": dev["weighted_f1"],
+               "dev_accuracy": dev["accuracy"], "lr": run.schedule.get_last_lr()[0],
+               "seconds": time.perf_counter() - started}
+        state["log"].append(row)
+        improved = _from_rank_0(dev["weighted_f1"] > state["best"], run.world, run.device)
+        state["best"] = dev["weighted_f1"] if improved else state["best"]
+        state["stale"] = 0 if improved else state["stale"] + 1
+        state["epoch"] = epoch
+        if run.rank == 0:
+            echo(f"epoch {epoch:3d}  loss {train_loss:.4f}  dev weighted-F1 "
+                 f"{row['dev_weighted_f1']:.4f}  acc {row['dev_accuracy']:.4f}  "
+                 f"{row['seconds']:.1f}s" + ("  *" if improved else ""))
+            save_epoch(run, state, dev if improved else None, out_dir, model_config, config)
+        if _from_rank_0(state["stale"] >= config.patience, run.world, run.device):
+            break
+    if run.world > 1:
+        dist.barrier()
+    return {"best_dev_weighted_f1": state["best"], "epochs": state["epoch"],
+            "seed": config.seed}
+
+
+def set_up(tensor_dir: Path, model_config: ModelConfig, config: TrainConfig) -> Run:
+    """Device and rank, seeds, the splits, the model, AdamW, and every epoch's batches with
+    the learning-rate schedule over their real number of steps."""
+    device, rank, world = _place(config.device)
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     seed_everything(config.seed)
@@ -119,74 +156,70 @@ def train(tensor_dir: Path, out_dir: Path, model_config: ModelConfig, config: Tr
                                   weight_decay=config.weight_decay)
     shuffles = torch.Generator().manual_seed(config.seed)
     plans = [epoch_plan(train_split, config.batch_size, shuffles, rank, world,
-                        model_config.context) for _ in range(config.epochs)]
+                        model_config.context != "none") for _ in range(config.epochs)]
     total = sum(len(plan) for plan in plans)  # the real batches: dialogues vary in length
     warmup = max(1, int(config.warmup_ratio * total))
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, functools.partial(lr_factor, warmup=warmup, total=total))
-    weights = _class_weights(train_split["label"], len(meta["labels"])) \
-        if config.class_weights else None
-    topups = torch.Generator().manual_seed(config.seed + 1 + rank)
-    sampler = BalancedTopUp(train_split["label"], config.min_per_class, topups) \
-        if config.sampler == "balanced" else None
-    queue = MemoryQueue(config.queue_size) if config.queue_size > 0 else None
-    average = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay)) \
-        if config.ema_decay > 0 else None
-    scored = model if average is None else average.module  # what dev scores and checkpoints hold
-    out_dir.mkdir(parents=True, exist_ok=True)
-    state = {"epoch": 0, "best": -1.0, "stale": 0, "log": []}
-    if resume and (out_dir / LAST).is_file():
-        state = _load_last(out_dir / LAST, model, optimizer, schedule, topups, queue,
-                           average, device)
-        echo(f"resuming after epoch {state['epoch']} (best dev weighted-F1 {state['best']:.4f})")
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
-    for epoch in range(state["epoch"] + 1, config.epochs + 1):
-        started = time.perf_counter()
-        net.train()
-        losses = []
-        for rows in plans[epoch - 1]:
-            batch = sampler(train_split, rows) if sampler else take(train_split, rows)
-            with autocast:
-                logits, views, present = net(batch)
-                loss = total_loss(logits, views, present, batch["label"], weights, config,
-                                  batch.get("topup"), queue)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            schedule.step()
-            if average is not None:
-                average.update_parameters(model)
-            losses.append(loss.item())
-        probs, labels = predict(scored, dev_split, config.batch_size * 4)
-        dev = scores(labels, probs.argmax(1), meta["labels"])
-        row = {"epoch": epoch, "train_loss": float(np.mean(losses)),
-               "dev_weighted_f1": dev["weighted_f1"], "dev_accuracy": dev["accuracy"],
-               "lr": schedule.get_last_lr()[0], "seconds": time.perf_counter() - started}
-        state["log"].append(row)
-        improved = _from_rank_0(dev["weighted_f1"] > state["best"], world, device)
-        state["best"] = dev["weighted_f1"] if improved else state["best"]
-        state["stale"] = 0 if improved else state["stale"] + 1
-        state["epoch"] = epoch
-        if rank == 0:
-            echo(f"epoch {epoch:3d}  loss {row['train_loss']:.4f}  dev weighted-F1 "
-                 f"{row['dev_weighted_f1']:.4f}  acc {row['dev_accuracy']:.4f}  "
-                 f"{row['seconds']:.1f}s" + ("  *" if improved else ""))
-            if improved:
-                save_checkpoint(_checkpoint(scored, meta, model_config, config, epoch, dev),
-                                out_dir / MODEL)
-            save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                             "schedule": schedule.state_dict(), "state": state,
-                             "rng": _rng_state(topups), "queue": _queue_state(queue),
-                             "average": {} if average is None else average.state_dict()},
-                            out_dir / LAST)
-            _write_log(state["log"], out_dir)
-        if _from_rank_0(state["stale"] >= config.patience, world, device):
-            break
-    if world > 1:
-        dist.barrier()
-    return {"best_dev_weighted_f1": state["best"], "epochs": state["epoch"],
-            "seed": config.seed}
+    labels, n_classes = train_split["label"], len(meta["labels"])
+    return Run(model=model, net=net, optimizer=optimizer, schedule=schedule, plans=plans,
+               meta=meta, train_split=train_split, dev_split=dev_split,
+               class_weights=_class_weights(labels, n_classes) if config.class_weights else None,
+               prior=log_prior(labels, n_classes), device=device, rank=rank, world=world)
+
+
+def train_epoch(run: Run, plan: list[torch.Tensor], config: TrainConfig) -> float:
+    """One optimiser step per batch of ``plan``; the mean training loss."""
+    run.net.train()
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=run.device.type == "cuda")
+    losses = []
+    for rows in plan:
+        batch = take(run.train_split, rows)
+        with autocast:
+            logits, views, present = run.net(batch)
+            loss = total_loss(logits, views, present, batch["label"], run.class_weights, config,
+                              ids=batch["index"], log_prior=run.prior)
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(run.model.parameters(), config.grad_clip)
+        run.optimizer.step()
+        run.schedule.step()
+        losses.append(loss.item())
+    return float(np.mean(losses))
+
+
+def evaluate_dev(run: Run, batch_size: int) -> dict:
+    """The model's scores on the whole dev split (every rank scores all of it)."""
+    probs, labels = predict(run.model, run.dev_split, batch_size)
+    return scores(labels, probs.argmax(1), run.meta["labels"])
+
+
+def save_epoch(run: Run, state: dict, best: dict | None, out_dir: Path,
+               model_config: ModelConfig, config: TrainConfig) -> None:
+    """Rank 0's files after an epoch: the best checkpoint when the epoch improved on dev
+    (``best``: its dev scores), ``last.safetensors`` for ``--resume`` and the learning curve."""
+    if best is not None:
+        save_checkpoint(_checkpoint(run.model, run.meta, model_config, config, state["epoch"],
+                                    best), out_dir / MODEL)
+    save_checkpoint({"model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
+                     "schedule": run.schedule.state_dict(), "state": state,
+                     "rng": _rng_state()}, out_dir / LAST)
+    _write_log(state["log"], out_dir)
+
+
+def _place(name: str) -> tuple[torch.device, int, int]:
+    """The device (``train.device``), this process's rank and the number of ranks; under
+    ``torchrun`` the process group is started once per process (later seeds reuse it)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    device = pick_device(name)
+    if world == 1:
+        return device, 0, 1
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        atexit.register(dist.destroy_process_group)
+    return device, int(os.environ["RANK"]), world
 
 
 def _from_rank_0(flag: bool, world: int, device: torch.device) -> bool:
@@ -215,32 +248,22 @@ def _checkpoint(model, meta, model_config, config, epoch, dev) -> dict:
     return saved
 
 
-def _rng_state(generator: torch.Generator) -> dict:
-    """Every random stream training draws from (top-ups, dropout), so a resumed run continues
-    exactly as the uninterrupted one would have (the shuffles are planned from the seed)."""
-    return {"generator": generator.get_state(), "torch": torch.get_rng_state(),
+def _rng_state() -> dict:
+    """The random streams training draws from (dropout), so a resumed run continues exactly
+    as the uninterrupted one would have (the shuffles are planned from the seed)."""
+    return {"torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
 
 
-def _queue_state(queue: MemoryQueue | None) -> dict:
-    return {} if queue is None else {"views": queue.views, "labels": queue.labels}
-
-
-def _load_last(path: Path, model, optimizer, schedule, generator, queue, average,
-               device) -> dict:
-    saved = load_checkpoint(path, device)
-    if average is not None:
-        average.load_state_dict(saved["average"])
-    if queue is not None and saved.get("queue"):
-        queue.views, queue.labels = saved["queue"]["views"], saved["queue"]["labels"]
-    model.load_state_dict(saved["model"])
-    optimizer.load_state_dict(saved["optimizer"])
-    schedule.load_state_dict(saved["schedule"])
-    rng = saved["rng"]
-    generator.set_state(rng["generator"].cpu())
-    torch.set_rng_state(rng["torch"].cpu())
-    if rng["cuda"]:
-        torch.cuda.set_rng_state_all([state.cpu() for state in rng["cuda"]])
+def _load_last(path: Path, run: Run) -> dict:
+    """Restore ``run`` from ``last.safetensors``; return the training state it holds."""
+    saved = load_checkpoint(path, run.device)
+    run.model.load_state_dict(saved["model"])
+    run.optimizer.load_state_dict(saved["optimizer"])
+    run.schedule.load_state_dict(saved["schedule"])
+    torch.set_rng_state(saved["rng"]["torch"].cpu())
+    if saved["rng"]["cuda"]:
+        torch.cuda.set_rng_state_all([state.cpu() for state in saved["rng"]["cuda"]])
     return saved["state"]
 
 

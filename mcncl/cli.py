@@ -26,7 +26,7 @@ from extractors import atomic  # noqa: E402
 from extractors.corpora import KINDS  # noqa: E402
 from flows.errors import StageError  # noqa: E402
 from flows.layout import Layout  # noqa: E402
-from mcncl.config import CorpusConfig, Params, load_params  # noqa: E402
+from mcncl.config import CorpusConfig, Params, load_params, refuse_inert  # noqa: E402
 
 _exit_status: list[int] = []  # the command's exit status, once it has ended
 
@@ -212,6 +212,7 @@ def train(
 ) -> None:
     """DVC stage train: MCN-CL on the tensor cache; the best dev checkpoint is kept."""
     config, layout = _start(params, corpus, "fusion.train")
+    refuse_inert(config, params, seeds)
     from flows import stages
     from fusion.seeds import trained_as
 
@@ -331,22 +332,24 @@ def ablations(corpus: str = CORPUS, params: Path = PARAMS, run: bool = typer.Opt
 
 @command(app, "cv")
 def cv(corpus: str = CORPUS, params: Path = PARAMS, folds: int = typer.Option(
-        0, help="Speaker-disjoint folds (default: cv.folds).")) -> None:
-    """Speaker-independent cross-validation on train + dev: mean ± std weighted-F1."""
-    from fusion.cv import run_cv
+        0, help="Speaker-disjoint folds (default: cv.folds; IEMOCAP: 5, one per session).")
+        ) -> None:
+    """Speaker-independent cross-validation (IEMOCAP: leave-one-session-out): weighted- and
+    macro-F1, mean ± std and median over the folds."""
+    from fusion.cv import fold_count, run_cv, summary_line
 
     config = load_params(params)
-    layout = Layout(config.corpus(corpus).name)
+    settings = config.corpus(corpus)
+    layout = Layout(settings.name)
     if not layout.manifest.is_file():
         raise FileNotFoundError(f"{layout.manifest}: manifest not found; run `mcncl manifest` "
                                 "(or `dvc repro manifest`).")
     out = Path(config.cv.out) / layout.corpus
     summary = run_cv(layout.manifest, layout.features, out, config.tensors,
                      config.model_for(corpus), config.train_for(corpus),
-                     folds or config.cv.folds, echo=show.line)
-    show.line(f"{summary['folds']}-fold speaker-independent CV: weighted-F1 "
-              f"{summary['weighted_f1_mean']:.4f} ± {summary['weighted_f1_std']:.4f} → "
-              f"{out / 'cv.json'}")
+                     fold_count(settings.kind, folds, config.cv.folds), echo=show.line,
+                     kind=settings.kind)
+    show.line(f"{summary_line(summary)} → {out / 'cv.json'}")
 
 
 @command(app, "ui")

@@ -7,6 +7,7 @@ import difflib
 import re
 import reprlib
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import UnionType
@@ -17,7 +18,15 @@ import yaml
 from extractors.configs import AcousticConfig, FacialConfig, FinetuneConfig, TextConfig
 from extractors.corpora.demo import DemoConfig
 from flows.config import ExtractConfig
-from fusion.config import RENAMED, CVConfig, ModelConfig, TensorConfig, TrainConfig, renamed
+from fusion.config import (
+    DELETED,
+    RENAMED,
+    CVConfig,
+    ModelConfig,
+    TensorConfig,
+    TrainConfig,
+    renamed,
+)
 
 
 class ConfigError(ValueError):
@@ -106,6 +115,63 @@ def load_params(path: str | Path = "params.yaml") -> Params:
                                   f"{path}: {f.name}")
     sections["corpora"] = _corpora(raw.get("corpora"), path, sections)
     return Params(**sections)
+
+
+def _contrastive_off(model: ModelConfig, train: TrainConfig) -> tuple[str, str] | None:
+    if train.contrastive_weight <= 0:
+        return "train.contrastive_weight is 0", "set train.contrastive_weight above 0"
+    return None
+
+
+def _plain_supcon(model: ModelConfig, train: TrainConfig) -> tuple[str, str] | None:
+    if train.hard_negatives == "none":
+        return "train.hard_negatives is none", "set train.hard_negatives: exp"
+    return _contrastive_off(model, train)
+
+
+# Settings that act only when another one is on: (section, key) → (why it cannot act, what
+# would turn it on) for a corpus's model and train settings, or None when it can act.
+INERT: dict[tuple[str, str], Callable[[ModelConfig, TrainConfig], tuple[str, str] | None]] = {
+    ("train", "temperature"): _contrastive_off,
+    ("train", "hard_negatives"): _contrastive_off,
+    ("train", "hard_negative_beta"): _plain_supcon,
+    ("train", "combine"): lambda model, train: (
+        ("train.seeds is 1", "set train.seeds above 1") if train.seeds <= 1 else None),
+    ("model", "max_speakers"): lambda model, train: (
+        ("model.context is none", "set model.context: past or past_future")
+        if model.context == "none" else None),
+}
+
+
+def refuse_inert(params: Params, path: str | Path, seeds: int = 0) -> None:
+    """Refuse, in one sentence naming ``path`` and the key, a setting given a value other than
+    its default that cannot act (``INERT``): a value that changes nothing misleads whoever
+    reads params.yaml. A key of the ``model`` or ``train`` section is inert when it is for every
+    corpus that does not override it; a corpus's own override, when it is for that corpus.
+    ``seeds`` (``mcncl train --seeds``) stands for ``train.seeds``."""
+    found = []
+    for (section, key), why in INERT.items():
+        default = getattr(type(getattr(params, section))(), key)
+        shared = getattr(getattr(params, section), key)
+        inherited = []
+        for name in params.corpora:
+            model, train = params.model_for(name), params.train_for(name)
+            train = dataclasses.replace(train, seeds=seeds or train.seeds)
+            value, reason = getattr(model if section == "model" else train, key), why(model, train)
+            if value == shared:
+                inherited.append(reason)
+            elif value != default and reason:
+                found.append((f"corpora.{name}.{section}.{key}", value, reason))
+        if shared != default and inherited and all(inherited):
+            found.append((f"{section}.{key}", shared, inherited[0]))
+    if len(found) == 1:
+        key, value, (reason, remedy) = found[0]
+        raise ConfigError(f"{path}: {key} is {_short.repr(value)} but cannot act while "
+                          f"{reason}; remove it or {remedy}.")
+    if found:
+        raise ConfigError(f"{path}: settings that cannot act: " + ", ".join(
+            f"{key} ({reason})" for key, _, (reason, _) in found)
+            + "; remove them or turn on what they need.")
 
 
 class _Loader(yaml.SafeLoader):
@@ -205,8 +271,11 @@ def _build(cls: type, values: Any, where: str, base: Any = None) -> Any:
     values = _current_names(cls, values, hints, where)
     unknown = sorted(str(k) for k in values if k not in hints)
     if unknown:
-        raise ConfigError(f"{_unknown(where, unknown, list(hints), 'key')}; valid keys are "
-                          f"{', '.join(hints)}.")
+        deleted = {ModelConfig: DELETED["model"], TrainConfig: DELETED["train"]}.get(cls, ())
+        hint = (" (deleted: its effect was within seed noise, docs/model.md)"
+                if set(unknown) <= set(deleted) else "")
+        raise ConfigError(f"{_unknown(where, unknown, list(hints), 'key', hint)}; valid keys "
+                          f"are {', '.join(hints)}.")
     converted = {key: _value(hints[key], value, f"{where}.{key}") for key, value in values.items()}
     return dataclasses.replace(base, **converted) if base is not None else cls(**converted)
 

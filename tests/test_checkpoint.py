@@ -89,7 +89,7 @@ def test_a_checkpoint_of_the_earlier_modality_names_loads_and_predicts(tmp_path:
     cache = make_tensor_cache(tmp_path / "cache")
     meta = {**load_meta(cache), "tensors": asdict(TensorConfig(max_facial_frames=10))}
     meta["normalisation"]["acoustic"] = {"mean": [0.0] * 6, "std": [1.0] * 6}
-    config = ModelConfig(d_model=16, n_heads=2, n_layers=1, projection_dim=4)
+    config = ModelConfig(d_model=16, n_heads=2, n_layers=1)
     torch.manual_seed(0)
     model = build_model(meta, config).eval()
     old = earlier_names(_checkpoint(model, meta, config, TrainConfig(), 1, {}))

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, fields, is_dataclass, replace
 from pathlib import Path
 
@@ -8,7 +9,7 @@ import yaml
 
 from extractors.registry import MODALITIES as EXTRACTED
 from fusion.config import MODALITIES, TensorConfig
-from mcncl.config import ConfigError, CorpusConfig, Params, load_params
+from mcncl.config import ConfigError, CorpusConfig, Params, load_params, refuse_inert
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -80,12 +81,12 @@ def test_params_override(tmp_path: Path):
 
 def test_a_corpus_overrides_model_and_train_for_itself_only(tmp_path: Path):
     path = tmp_path / "params.yaml"
-    path.write_text("corpora:\n  meld: {kind: meld, model: {modalities: [text], context: true}, "
+    path.write_text("corpora:\n  meld: {kind: meld, model: {modalities: [text], context: past}, "
                     "train: {epochs: 5}}\n  ravdess: {kind: ravdess}\n"
                     "model: {d_model: 64}\ntrain: {lr: 0.001}\n")
     params = load_params(path)
     meld, ravdess = (params.model_for(n) for n in ("meld", "ravdess"))
-    assert (meld.modalities, meld.context, meld.d_model) == (("text",), True, 64)  # merged
+    assert (meld.modalities, meld.context, meld.d_model) == (("text",), "past", 64)  # merged
     assert (ravdess.modalities, ravdess.d_model) == (("text", "acoustic", "facial"), 64)
     assert (params.train_for("meld").epochs, params.train_for("meld").lr) == (5, 0.001)
     assert params.train_for("ravdess") == params.train
@@ -143,6 +144,9 @@ def test_the_earlier_modality_names_load_as_todays_with_a_hint(tmp_path: Path, c
          r"params.yaml: train: unknown keys epochz, lrr; valid keys are epochs"),
         ("corpora:\n  m: {train: fast}\n",
          r"corpora.m.train must map train settings to values, e.g. train: \{epochs: 10\}"),
+        ("train: {ema_decay: 0.999}\n", r"params.yaml: train.ema_decay: unknown key \(deleted: "
+         r"its effect was within seed noise, docs/model.md\); valid keys are epochs"),
+        ("model: {projection_dim: 0}\n", r"model.projection_dim: unknown key \(deleted"),
     ],
 )
 def test_params_errors(tmp_path: Path, text, message):
@@ -150,3 +154,53 @@ def test_params_errors(tmp_path: Path, text, message):
     path.write_text(text)
     with pytest.raises(ConfigError, match=message):
         load_params(path)
+
+
+@pytest.mark.parametrize(("text", "key", "why"), [
+    ("train: {temperature: 0.2}\n", "train.temperature is 0.2",
+     "train.contrastive_weight is 0; remove it or set train.contrastive_weight above 0"),
+    ("train: {hard_negatives: none}\n", "train.hard_negatives is 'none'",
+     "train.contrastive_weight is 0"),
+    ("train: {contrastive_weight: 0.1, hard_negatives: none, hard_negative_beta: 1.0}\n",
+     "train.hard_negative_beta is 1.0", "train.hard_negatives is none"),
+    ("train: {combine: average}\n", "train.combine is 'average'", "train.seeds is 1"),
+    ("model: {max_speakers: 8}\n", "model.max_speakers is 8",
+     "model.context is none; remove it or set model.context: past or past_future"),
+    ("corpora:\n  m: {kind: meld, train: {hard_negative_beta: 1.0}}\n",
+     "corpora.m.train.hard_negative_beta is 1.0", "train.contrastive_weight is 0"),
+])
+def test_a_setting_that_cannot_act_is_refused(tmp_path: Path, text: str, key: str, why: str):
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(f"{path}: {key} but cannot act while {why}")):
+        refuse_inert(load_params(path), path)
+
+
+def test_a_setting_that_acts_for_some_corpus_or_keeps_its_default_is_accepted(tmp_path: Path):
+    refuse_inert(load_params(REPO / "params.yaml"), REPO / "params.yaml")
+    path = tmp_path / "params.yaml"
+    path.write_text("corpora:\n  meld: {kind: meld}\n"
+                    "  ravdess: {kind: ravdess, train: {contrastive_weight: 0.1}}\n"
+                    "train: {temperature: 0.2, hard_negative_beta: 2.0}\n"  # acts for ravdess
+                    "model: {context: past, max_speakers: 8}\n")
+    refuse_inert(load_params(path), path)
+    path.write_text("train: {combine: average, temperature: 0.1}\n")  # temperature: the default
+    refuse_inert(load_params(path), path, seeds=3)  # mcncl train --seeds 3
+    path.write_text("train: {temperature: 0.2, combine: average}\nmodel: {max_speakers: 8}\n")
+    with pytest.raises(ConfigError, match=re.escape(
+            f"{path}: settings that cannot act: train.temperature (train.contrastive_weight is "
+            "0), train.combine (train.seeds is 1), model.max_speakers (model.context is none); "
+            "remove them or turn on what they need.")):
+        refuse_inert(load_params(path), path)
+
+
+def test_mcncl_train_refuses_a_setting_that_cannot_act(tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from mcncl.cli import app
+
+    path = tmp_path / "params.yaml"
+    path.write_text("train: {temperature: 0.2}\n")
+    done = CliRunner().invoke(app, ["train", "--params", str(path)])
+    assert done.exit_code == 2
+    assert "train.temperature is 0.2 but cannot act" in " ".join(done.output.split())

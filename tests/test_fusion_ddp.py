@@ -29,13 +29,13 @@ from fusion.train import predict, train
 from tests.tensor_cache import make_tensor_cache
 
 REPO = Path(__file__).resolve().parents[1]
-BASE = ModelConfig(d_model=16, n_heads=2, n_layers=1, dropout=0.0, projection_dim=8)
+BASE = ModelConfig(d_model=16, n_heads=2, n_layers=1, dropout=0.0)
 CONFIGS = {
     "text-only": {"modalities": ("text",)},
     "acoustic-only": {"modalities": ("acoustic",)},
     "facial-only": {"modalities": ("facial",)},
     "concat": {"fusion": "concat"},
-    "context": {"context": True},
+    "context": {"context": "past_future"},
     "full": {},
 }
 TRAIN = TrainConfig(epochs=2, batch_size=16, lr=5e-3, patience=5, num_threads=1,

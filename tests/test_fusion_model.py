@@ -5,11 +5,11 @@ import math
 import pytest
 import torch
 
-from fusion.config import ModelConfig
+from fusion.config import ModelConfig, TrainConfig
 from fusion.data import batches, load_split
-from fusion.losses import contrastive_loss, negative_weights
-from fusion.model import MCNCL, TemporalPyramid
-from tests.tensor_cache import DIMS, make_tensor_cache
+from fusion.losses import contrastive_loss, negative_weights, total_loss
+from fusion.model import MCNCL, PyramidSqueezeAttention, model_from_checkpoint
+from tests.tensor_cache import DIMS, LABELS, make_tensor_cache
 
 
 @pytest.fixture(scope="module")
@@ -63,15 +63,41 @@ def test_subsets_and_concat_fusion(batch):
         MCNCL(ModelConfig(modalities=("facial",)), {"text": 16}, 0, 3)
 
 
-def test_temporal_pyramid_ignores_masked_frames():
-    pyramid = TemporalPyramid(5, (3, 5), 2)
-    x, mask = torch.randn(2, 9, 5), torch.ones(2, 9, dtype=torch.bool)
+def test_pyramid_squeeze_attention_is_epsanets():
+    torch.manual_seed(0)
+    psa = PyramidSqueezeAttention(6, (3, 5, 7), 2)  # 3 groups of 2 channels
+    assert [c.in_channels for c in psa.convs] == [2, 2, 2]
+    x, mask = torch.randn(2, 9, 6), torch.ones(2, 9, dtype=torch.bool)
     mask[:, 6:] = False
-    y = pyramid(x, mask)
-    assert y.shape == (2, 9, 10)
+    y, weights = psa(x, mask)
+    assert y.shape == x.shape
+    assert weights.shape == (2, 3, 2)  # (batch, scales, channels per group)
+    assert torch.allclose(weights.sum(1), torch.ones(2, 2))  # softmax across the scales
     x2 = x.clone()
-    x2[:, 6:] = 1000.0
-    assert torch.allclose(pyramid(x2, mask)[:, :5], y[:, :5], atol=1e-5)
+    x2[:, 6:] = 1000.0  # padded frames: neither in the convolutions nor in the squeeze
+    y2, weights2 = psa(x2, mask)
+    assert torch.allclose(y2[:, :6], y[:, :6], atol=1e-5)
+    assert torch.allclose(weights2, weights, atol=1e-6)
+    assert (y2[:, 6:] == 0).all()
+    odd = PyramidSqueezeAttention(5, (3, 5, 7), 2)  # 5 channels: zero-padded to 3 groups of 2
+    assert odd(torch.randn(2, 9, 5), mask)[0].shape == (2, 9, 6) and odd.out_channels == 6
+
+
+def test_no_pyramid_kernels_is_the_psa_ablation(batch):
+    full, ablated = model(), model(pyramid_kernels=())
+    assert any(n.startswith("encoders.facial.pyramid.") for n, _ in full.named_parameters())
+    assert not any(".pyramid." in n for n, _ in ablated.named_parameters())
+    assert ablated.encoders["facial"].project.in_features == DIMS["facial"]
+    assert ablated(batch)[0].shape == (16, 3)
+
+
+def test_concat_differs_from_cross_by_the_cross_attention_only():
+    shapes = {n: tuple(p.shape) for n, p in model().named_parameters()}
+    concat = {n: tuple(p.shape) for n, p in model(fusion="concat").named_parameters()}
+    cross_attention = {n for n in shapes if ".cross." in n or ".n1." in n}
+    assert cross_attention and all(n.startswith("layers.") for n in cross_attention)
+    assert concat == ({n: s for n, s in shapes.items() if n not in cross_attention}
+                      | {"concat.weight": (32, 3 * 32), "concat.bias": (32,)})
 
 
 def test_contrastive_loss_by_hand():
@@ -105,7 +131,7 @@ def test_hard_negative_weighting_favours_the_most_similar_negative():
 
 
 def test_dialogue_context_sees_its_dialogue_only(batch):
-    net = model(context=True)
+    net = model(context="past_future")
     logits = net(batch)[0]
     shuffled_order = torch.randperm(16, generator=torch.Generator().manual_seed(1))
     shuffled = {k: v[shuffled_order] for k, v in batch.items()}
@@ -121,3 +147,69 @@ def test_dialogue_context_sees_its_dialogue_only(batch):
     assert neighbours.any() and others.any()
     assert not torch.allclose(moved[neighbours], logits[neighbours], atol=1e-4)
     assert torch.allclose(moved[others], logits[others], atol=1e-5)
+
+
+@pytest.mark.parametrize("context", ["past", "past_future"])
+def test_past_context_never_reads_later_turns(batch, context: str):
+    net = model(context=context)
+    logits = net(batch)[0]
+    dialogue, turn = batch["dialogue"], batch["turn"]
+    i = next(int(j) for j in torch.nonzero(batch["text_present"]) if turn[j] > 0)
+    changed = dict(batch)
+    changed["text"] = batch["text"].clone()
+    changed["text"][i] += 3.0  # a later turn says something else now
+    moved = net(changed)[0]
+    earlier = (dialogue == dialogue[i]) & (turn < turn[i])
+    assert earlier.any() and not torch.allclose(moved[i], logits[i], atol=1e-4)
+    assert torch.allclose(moved[earlier], logits[earlier], atol=1e-5) == (context == "past")
+    with pytest.raises(ValueError, match="model.context 'yes' is unknown; use none, past"):
+        model(context="yes")
+
+
+def test_a_checkpoint_from_when_context_was_a_bool_loads(batch):
+    meta = {"dims": DIMS, "labels": LABELS,
+            "normalisation": {"functionals": {"mean": [0.0] * 4}}}
+    for old, now in ((True, "past_future"), (False, "none")):
+        net = model(context=now)
+        config = {**ModelConfig(d_model=32, n_heads=4).__dict__, "context": old}
+        loaded = model_from_checkpoint({"model_config": config, "meta": meta,
+                                        "state_dict": net.state_dict()})
+        assert loaded.config.context == now
+        assert torch.allclose(loaded(batch)[0], net(batch)[0])
+
+
+def test_contrastive_weight_does_not_grow_with_the_number_of_modalities():
+    torch.manual_seed(0)
+    z, labels = torch.randn(8, 4), torch.tensor([0, 0, 1, 1, 2, 2, 0, 1])
+    logits, present = torch.randn(8, 3), torch.ones(8, dtype=torch.bool)
+    config = TrainConfig(contrastive_weight=0.5)
+    one = total_loss(logits, {"text": z}, {"text": present}, labels, None, config)
+    three = total_loss(logits, dict.fromkeys(DIMS, z), dict.fromkeys(DIMS, present), labels,
+                       None, config)
+    assert three.item() == pytest.approx(one.item(), rel=1e-6)
+    plain = total_loss(logits, {}, {}, labels, None, config)
+    assert one.item() == pytest.approx(plain.item() + 0.5 * contrastive_loss(
+        z, labels, config.temperature, config.hard_negatives, config.hard_negative_beta).item())
+
+
+def test_no_utterance_is_its_own_positive():
+    z = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.6, 0.8], [0.0, 1.0]])
+    labels, ids = torch.tensor([0, 0, 0, 1]), torch.tensor([3, 3, 4, 9])  # row 1 repeats row 0
+    s = (z @ z.T).tolist()  # tau = 1
+    e = [[math.exp(v) for v in row] for row in s]
+    # rows 0 and 1 (utterance 3): the one positive is row 2; their copy is in no sum
+    l0 = -math.log(e[0][2] / (e[0][2] + e[0][3]))
+    # row 2: both copies of utterance 3 are (other utterances') positives
+    l2 = -0.5 * sum(math.log(e[2][p] / (e[2][0] + e[2][1] + e[2][3])) for p in (0, 1))
+    loss = contrastive_loss(z, labels, 1.0, "none", 0.0, ids=ids)
+    assert loss.item() == pytest.approx((2 * l0 + l2) / 3, rel=1e-5)
+    # the anchor itself, at its row among keys it is part of (offset), is never a positive
+    alone = contrastive_loss(z[:1], labels[:1], 1.0, "none", 0.0, z, labels, offset=0,
+                             ids=ids[:1], key_ids=ids)
+    assert alone.item() == pytest.approx(l0, rel=1e-5)
+    # through total_loss with the batch's index (the training loop's ids)
+    config = TrainConfig(contrastive_weight=1.0, temperature=1.0, hard_negatives="none")
+    logits, present = torch.zeros(4, 2), torch.ones(4, dtype=torch.bool)
+    plain = total_loss(logits, {}, {}, labels, None, config)
+    both = total_loss(logits, {"text": z}, {"text": present}, labels, None, config, ids=ids)
+    assert both.item() - plain.item() == pytest.approx((2 * l0 + l2) / 3, rel=1e-5)

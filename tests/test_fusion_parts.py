@@ -1,10 +1,11 @@
-"""The parts issue 13 added: sampler, queue, hard-negative strength, speaker codes and
-normalisation, the schedule's real step count, speaker-independent folds, seeds, coverage,
-and the dialogue context under mixed precision."""
+"""The parts issue 13 added: hard-negative strength, speaker codes and normalisation, the
+schedule's real step count, speaker-independent folds, seeds, coverage, and the dialogue
+context under mixed precision."""
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +15,8 @@ import torch
 
 from fusion.config import ModelConfig, TensorConfig, TrainConfig
 from fusion.cv import fold_manifest, speaker_folds
-from fusion.data import BalancedTopUp, epoch_plan, load_split
-from fusion.losses import MemoryQueue, contrastive_loss, total_loss
+from fusion.data import epoch_plan, load_split
+from fusion.losses import adjust_logits, contrastive_loss, log_prior, total_loss
 from fusion.metrics import scores
 from fusion.model import DialogueContext
 from fusion.tensors import build_tensors, speaker_in_dialogue
@@ -23,44 +24,6 @@ from fusion.train import lr_factor, train
 from tests.tensor_cache import make_tensor_cache, write_corpus
 
 SMALL = ModelConfig(d_model=16, n_heads=2, n_layers=1)
-
-
-def test_balanced_top_up_gives_every_class_two_members_per_batch():
-    labels = torch.tensor([0] * 60 + [1] * 30 + [2] * 3 + [3] * 1)  # 3 is alone: no pair
-    split = {"label": labels, "dialogue": torch.arange(94), "turn": torch.zeros(94)}
-    topup = BalancedTopUp(labels, 2, torch.Generator().manual_seed(0))
-    plan = epoch_plan(split, 16, torch.Generator().manual_seed(1))
-    for rows in plan:
-        batch = topup(split, rows)
-        counts = torch.bincount(batch["label"], minlength=4)
-        assert (counts[:3] >= 2).all()
-        assert len(set(batch["index"].tolist())) == len(batch["index"])  # no row twice
-        assert batch["index"][~batch["topup"]].tolist() == rows.tolist()  # batch itself kept
-        assert (batch["dialogue"][batch["topup"]] < 0).all()  # extras stand alone
-    # the extras are left out of the classification loss
-    logits = torch.randn(5, 4)
-    mask = torch.tensor([False, False, True, True, False])
-    config = TrainConfig(contrastive_weight=0.0)
-    target = torch.tensor([0, 1, 2, 2, 1])
-    assert total_loss(logits, {}, {}, target, None, config, mask).item() == pytest.approx(
-        torch.nn.functional.cross_entropy(logits[~mask], target[~mask]).item())
-
-
-def test_queue_negatives_and_positives_enter_the_loss():
-    z = torch.tensor([[1.0, 0.0], [0.8, 0.6]])
-    same = torch.tensor([0, 0])
-    alone = contrastive_loss(z, same, 0.5, "none", 0.0)
-    queue = MemoryQueue(4)
-    queue.push("text", torch.tensor([[0.9, 0.1], [0.0, 1.0]]), torch.tensor([1, 2]))
-    keys, key_labels = queue.keys("text", z, same)
-    assert keys.shape == (4, 2) and key_labels.tolist() == [0, 0, 1, 2]
-    with_queue = contrastive_loss(z, same, 0.5, "none", 0.0, keys, key_labels)
-    assert with_queue > alone  # the queued negatives enlarge each denominator
-    lonely = torch.tensor([1, 2])  # no positive in the batch; the queue has them
-    assert contrastive_loss(z, lonely, 0.5, "none", 0.0).item() == 0.0
-    assert contrastive_loss(z, lonely, 0.5, "none", 0.0, keys, torch.tensor([1, 2, 1, 2])) > 0
-    queue.push("text", torch.randn(3, 2), torch.tensor([0, 0, 0]))
-    assert queue.views["text"].shape == (4, 2) and queue.labels["text"].tolist() == [0, 0, 0, 1]
 
 
 def test_hard_negative_gradient_grows_with_beta():
@@ -79,17 +42,30 @@ def test_hard_negative_gradient_grows_with_beta():
         contrastive_loss(z, labels, 0.1, "none", 0.0).item())
 
 
-def test_label_smoothing_mixes_in_the_uniform_target():
-    logits = torch.tensor([[2.0, 0.0, -1.0], [0.5, 1.5, 0.0]])
-    labels = torch.tensor([0, 2])
-    log_p = torch.log_softmax(logits, dim=1)
-    hard = -log_p[torch.arange(2), labels]
-    smoothed = (1 - 0.3) * hard - 0.3 * log_p.mean(dim=1)
-    config = TrainConfig(label_smoothing=0.3)
-    assert total_loss(logits, {}, {}, labels, None, config).item() == pytest.approx(
-        smoothed.mean().item())
-    assert total_loss(logits, {}, {}, labels, None, TrainConfig()).item() == pytest.approx(
-        hard.mean().item())
+def test_logit_adjusted_cross_entropy():
+    logits = torch.tensor([[2.0, 0.5], [0.3, 1.2], [1.0, 1.0]])
+    labels = torch.tensor([0, 1, 1])
+    plain = torch.nn.functional.cross_entropy(logits, labels).item()
+    uniform = log_prior(torch.tensor([0, 1, 0, 1]), 2)
+    skewed = log_prior(torch.tensor([0, 0, 0, 1]), 2)  # train prior (0.75, 0.25)
+    assert torch.allclose(skewed.exp(), torch.tensor([0.75, 0.25]))
+
+    def loss(tau: float, prior: torch.Tensor, target: torch.Tensor = labels) -> float:
+        config = TrainConfig(logit_adjustment=tau)
+        return total_loss(logits, {}, {}, target, None, config, log_prior=prior).item()
+
+    assert loss(0.0, skewed) == pytest.approx(plain)
+    assert loss(1.0, uniform) == pytest.approx(plain)  # a constant shift of every logit
+    # one minority-class target, by hand: logits (2.0, 0.5) + log(0.75, 0.25)
+    a, b = 2.0 + math.log(0.75), 0.5 + math.log(0.25)
+    by_hand = -(b - math.log(math.exp(a) + math.exp(b)))
+    minority, first = torch.tensor([1]), logits[:1]
+    config = TrainConfig(logit_adjustment=1.0)
+    adjusted = total_loss(first, {}, {}, minority, None, config, log_prior=skewed).item()
+    assert adjusted == pytest.approx(by_hand, rel=1e-6)
+    assert adjusted > torch.nn.functional.cross_entropy(first, minority).item()
+    assert torch.allclose(adjust_logits(first, skewed, 0.5), first + 0.5 * skewed)
+    assert log_prior(torch.tensor([0, 0]), 3).isfinite().all()  # an unseen class counts once
 
 
 def test_speaker_codes_are_indices_within_each_dialogue():
@@ -123,7 +99,7 @@ def test_dialogue_context_runs_under_bfloat16_autocast():
     """Training on CUDA runs under bfloat16 autocast; the context GRU's output (bfloat16) must
     land in its utterances' rows whatever dtype the fused vectors have (CPU autocast here)."""
     torch.manual_seed(0)
-    context = DialogueContext(16, 4)
+    context = DialogueContext(16, 4, future=True)
     x = torch.randn(7, 16)
     batch = (torch.tensor([0, 0, 1, 1, 1, 2, 0]), torch.tensor([0, 1, 0, 1, 2, 0, 2]),
              torch.tensor([0, 1, 0, 1, 0, 0, 0]))
@@ -186,8 +162,9 @@ def test_schedule_ends_at_its_minimum_on_the_last_real_step(tmp_path: Path):
     assert factors[2:] == sorted(factors[2:], reverse=True) and factors[1] == 1.0
     # the training loop takes exactly the planned steps: its last logged rate is the minimum
     cache = make_tensor_cache(tmp_path / "cache")
-    config = TrainConfig(epochs=2, batch_size=10, patience=5, num_threads=1)
-    train(cache, tmp_path / "m", ModelConfig(d_model=16, n_heads=2, n_layers=1, context=True),
+    config = TrainConfig(epochs=2, batch_size=10, patience=5, num_threads=1,
+                         logit_adjustment=1.0)
+    train(cache, tmp_path / "m", ModelConfig(d_model=16, n_heads=2, n_layers=1, context="past"),
           config, echo=lambda *_: None)
     log = (tmp_path / "m" / "train_log.csv").read_text().splitlines()[1:]
     train_split = load_split(cache, "train", torch.device("cpu"))
@@ -208,7 +185,7 @@ def test_speaker_folds_are_disjoint_and_select_on_the_next_fold(tmp_path: Path,
     manifest, features = write_corpus(tmp_path / "corpus", speakers=6, per_speaker=6)
     table = pq.read_table(manifest)
     folds = speaker_folds(table["speaker"].to_pylist(), 3)
-    run = fold_manifest(table, folds, 2).to_pylist()
+    run = fold_manifest(table, table["speaker"].to_pylist(), folds, 2).to_pylist()
     assert {r["speaker"] for r in run if r["split"] == "test"} == set(folds[2])
     assert {r["speaker"] for r in run if r["split"] == "dev"} == set(folds[0])
     # `mcncl cv` on it: 3 folds, each trained and scored on its own speakers
@@ -232,7 +209,8 @@ def test_speaker_folds_are_disjoint_and_select_on_the_next_fold(tmp_path: Path,
     summary = json.loads((project / "data" / "cv" / "toy" / "cv.json").read_text())
     assert [r["test_speakers"] for r in summary["runs"]] == folds
     assert summary["folds"] == 3 and 0 <= summary["weighted_f1_mean"] <= 1
-    assert summary["weighted_f1_std"] >= 0
+    assert summary["weighted_f1_std"] >= 0 and summary["unit"] == "speaker"
+    assert "3-fold speaker-independent CV: weighted-F1 " in done.output
 
 
 def test_seeds_and_coverage_in_metrics(tmp_path: Path):

@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from fusion.checkpoint import LAST, MODEL, load_checkpoint
-from fusion.config import ModelConfig, TensorConfig, TrainConfig
+from fusion.checkpoint import MODEL, load_checkpoint, save_checkpoint
+from fusion.config import DELETED, ModelConfig, TensorConfig, TrainConfig
 from fusion.data import load_split
 from fusion.evaluate import evaluate, load_model
 from fusion.tensors import build_tensors
@@ -61,56 +61,51 @@ def test_evaluate_writes_metrics_predictions_and_plots(tmp_path: Path):
     assert (tmp_path / "m" / "confusion.csv").read_text().count("\n") == 25
 
 
-@pytest.mark.parametrize("ema_decay", [0.0, 0.9])
-def test_resume_continues_from_the_last_epoch(tmp_path: Path, ema_decay: float):
+def test_resume_continues_from_the_last_epoch(tmp_path: Path):
     cache = make_tensor_cache(tmp_path / "cache")
-    config = replace(FAST, ema_decay=ema_decay)  # the weight average is restored too
-    whole = train(cache, tmp_path / "whole", SMALL, config, echo=lambda *_: None)
+    whole = train(cache, tmp_path / "whole", SMALL, FAST, echo=lambda *_: None)
 
     def crash_in_epoch_4(line: str) -> None:  # echo runs before epoch 4 is saved
         if line.startswith("epoch   4"):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train(cache, tmp_path / "parts", SMALL, config, echo=crash_in_epoch_4)
+        train(cache, tmp_path / "parts", SMALL, FAST, echo=crash_in_epoch_4)
     said = []
-    rest = train(cache, tmp_path / "parts", SMALL, config, resume=True, echo=said.append)
+    rest = train(cache, tmp_path / "parts", SMALL, FAST, resume=True, echo=said.append)
     assert rest == whole
     assert said[0].startswith("resuming after epoch 3")
     logs = [(tmp_path / d / "train_log.csv").read_text().splitlines() for d in ("whole", "parts")]
     assert logs[0] == logs[1]  # timings are in train_times.csv, not in the tracked log
 
 
-def test_weight_average_is_what_dev_scores_and_the_checkpoint_holds(tmp_path: Path):
+def test_a_tensor_cache_without_dev_is_refused_before_anything_is_written(tmp_path: Path):
+    cache = make_tensor_cache(tmp_path / "cache", sizes=(8, 0, 4))
+    with pytest.raises(ValueError, match=re.escape("the train and dev splits must both have "
+                                                   "utterances (train 8, dev 0)")):
+        train(cache, tmp_path / "m", SMALL, FAST, echo=lambda *_: None)
+    assert not (tmp_path / "m").exists()
+
+
+def test_a_checkpoint_recording_deleted_settings_loads_and_predicts(tmp_path: Path):
+    """Issue 28 deleted settings within seed noise (fusion.config.DELETED): a checkpoint that
+    records them, and the projection head's weights, still loads and predicts the same."""
     cache = make_tensor_cache(tmp_path / "cache")
-    one_epoch = replace(FAST, epochs=1, ema_decay=0.9)  # the best epoch is the last one
-    result = train(cache, tmp_path / "m", SMALL, one_epoch, echo=lambda *_: None)
-    best = load_checkpoint(tmp_path / "m" / MODEL)
-    last = load_checkpoint(tmp_path / "m" / LAST)
-    steps = -(-96 // FAST.batch_size)  # make_tensor_cache's 96 train utterances, in batches
-    assert int(last["average"]["n_averaged"]) == steps
-    for name, weight in best["state_dict"].items():
-        assert torch.equal(weight, last["average"][f"module.{name}"])
-    raw = last["model"]["classifier.1.weight"]
-    assert not torch.allclose(best["state_dict"]["classifier.1.weight"], raw)
-    model, _ = load_model(tmp_path / "m")
-    probs, labels = predict(model, load_split(cache, "dev", torch.device("cpu")), 8)
-    from sklearn.metrics import f1_score
-
-    assert f1_score(labels, probs.argmax(1), average="weighted") == pytest.approx(
-        result["best_dev_weighted_f1"])
-
-
-@pytest.mark.parametrize(("setting", "message"), [
-    ({"ema_decay": 1.0}, "train.ema_decay 1.0 is outside [0, 1)"),
-    ({"label_smoothing": 0.1, "focal_gamma": 2.0}, "works with cross-entropy only"),
-])
-def test_training_settings_that_cannot_work_are_refused(tmp_path: Path, setting: dict,
-                                                        message: str):
-    cache = make_tensor_cache(tmp_path / "cache", sizes=(8, 4, 4))
-    with pytest.raises(ValueError, match=re.escape(message)):
-        train(cache, tmp_path / "m", SMALL, replace(FAST, **setting), echo=lambda *_: None)
-    assert not (tmp_path / "m").exists()  # refused before anything is written
+    train(cache, tmp_path / "m", SMALL, replace(FAST, epochs=1), echo=lambda *_: None)
+    old = load_checkpoint(tmp_path / "m" / MODEL)
+    old["model_config"]["projection_dim"] = 8
+    old["train_config"].update(ema_decay=0.999, label_smoothing=0.1, focal_gamma=2.0,
+                               sampler="balanced", min_per_class=2, queue_size=1024)
+    old["state_dict"].update({f"heads.{m}.{i}.weight": torch.randn(8, 32)
+                              for m in ("text", "acoustic", "facial") for i in (0, 2)})
+    save_checkpoint(old, tmp_path / "old" / MODEL)
+    model, saved = load_model(tmp_path / "old")
+    assert "projection_dim" not in saved["model_config"]
+    assert not set(DELETED["train"]) & set(saved["train_config"])
+    assert not [name for name in saved["state_dict"] if name.startswith("heads.")]
+    dev = load_split(cache, "dev", torch.device("cpu"))
+    np.testing.assert_array_equal(predict(model, dev, 8)[0],
+                                  predict(load_model(tmp_path / "m")[0], dev, 8)[0])
 
 
 def test_build_tensors_from_feature_tables(tmp_path: Path):
@@ -170,7 +165,7 @@ def test_context_training_batches_whole_dialogues_and_predicts_in_order(tmp_path
         seen += b["index"].tolist()
     assert sorted(seen) == list(range(96))
     result = train(cache, tmp_path / "ctx", ModelConfig(d_model=32, n_heads=4, n_layers=1,
-                                                        context=True), FAST,
+                                                        context="past_future"), FAST,
                    echo=lambda *_: None)
     assert result["best_dev_weighted_f1"] > 0.6
     model, saved = load_model(tmp_path / "ctx")

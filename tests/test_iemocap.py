@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from extractors.corpora import CorpusError
-from extractors.corpora.iemocap import prepare_iemocap
+from extractors.corpora.iemocap import prepare_iemocap, session
 
 # (utterance id, start, end, code, text)
 DIALOG = [
@@ -77,6 +77,15 @@ def test_iemocap_six_classes(iemocap_tree: Path):
     assert splits["iemocap/Ses05M_script01_1"] == "test"
     assert report.counts["missing_audio"] == 6
     assert rows["iemocap/Ses05M_script01_1_F000"]["audio_path"] is None
+
+
+def test_a_dialogues_session_is_that_of_both_its_speakers(iemocap_tree: Path):
+    """Cross-validation folds IEMOCAP by session (fusion/cv.py): both actors of a session,
+    every one of its dialogues."""
+    table, _ = prepare_iemocap(iemocap_tree)
+    assert session("iemocap/Ses01F_impro01") == "Ses01"
+    pairs = {(session(r["dialogue_id"]), r["speaker"]) for r in table.to_pylist()}
+    assert pairs == {(f"Ses0{s}", f"Ses0{s}_{g}") for s in (1, 4, 5) for g in "FM"}
 
 
 def test_iemocap_four_classes_merge_excited(iemocap_tree: Path):

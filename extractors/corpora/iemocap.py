@@ -10,7 +10,8 @@ utterance out of it; the sentence wav is already cut).
 Label sets: ``6`` keeps hap, sad, neu, ang, exc, fru; ``4`` merges exc into hap and drops fru.
 Other labels (xxx, oth, sur, fea, dis) are dropped and counted. Default split: Sessions 1-4
 train except the last ``dev_fraction`` of Session 4's dialogues (by name), which are dev;
-Session 5 is test. Speaker is session + gender of the utterance (``Ses01_F``).
+Session 5 is test. Speaker is session + gender of the utterance (``Ses01_F``); a session's two
+actors share all of its dialogues (:func:`session`).
 """
 
 from __future__ import annotations
@@ -59,6 +60,11 @@ def prepare_iemocap(
         utterances, corpus_root=corpus_dir, labels=labels, report=report, source=str(corpus_dir)
     )
     return table, report
+
+
+def session(dialogue_id: str) -> str:
+    """The session of a manifest's IEMOCAP dialogue (``iemocap/Ses01F_impro01`` → ``Ses01``)."""
+    return dialogue_id.rsplit("/", 1)[-1][:5]
 
 
 def _dev_dialogs(session: Path, dialogs: list[Path], dev_fraction: float) -> set[Path]:
