@@ -26,8 +26,12 @@ from fusion.train import predict
 
 def load_model(model_dir: Path, device: torch.device = torch.device("cpu")):
     """The checkpoint's model, ready to predict, and the checkpoint itself."""
-    saved = load_checkpoint(Path(model_dir) / MODEL, device)
-    return model_from_checkpoint(saved, device), saved
+    path = Path(model_dir) / MODEL
+    saved = load_checkpoint(path, device)
+    try:
+        return model_from_checkpoint(saved, device), saved
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
 
 
 def evaluate(tensor_dir: Path, model_dir: Path, split: str = "test",

@@ -261,7 +261,11 @@ def model_from_checkpoint(saved: dict, device: torch.device = torch.device("cpu"
 
     def restore(state: dict) -> MCNCL:
         model = build_model(saved["meta"], config).to(device)
-        model.load_state_dict(state)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError:  # its layers are an earlier version's (e.g. the PSA before EPSANet)
+            raise ValueError("the checkpoint holds weights of an earlier version of MCN-CL's "
+                             "layers; retrain it (`dvc repro` or `mcncl train`).") from None
         return model.eval()
 
     if "members" in saved:

@@ -113,3 +113,17 @@ def test_a_tensor_cache_of_the_earlier_modality_names_is_refused(tmp_path: Path)
     with pytest.raises(ValueError, match=r"meta.json: a tensor cache of an earlier version "
                        r"\(modalities audio, visual\); rebuild it with `mcncl tensors`"):
         load_meta(cache)
+
+
+def test_a_checkpoint_of_earlier_layers_is_refused_in_one_sentence(tmp_path: Path):
+    """A model saved before a layer changed shape (the PSA before EPSANet's) says to retrain."""
+    meta = load_meta(make_tensor_cache(tmp_path / "cache"))
+    config = ModelConfig(d_model=16, n_heads=2, n_layers=1)
+    saved = _checkpoint(build_model(meta, config), meta, config, TrainConfig(), 1, {})
+    state = saved["state_dict"]
+    name = next(k for k in state if k.endswith(".weight") and state[k].dim() == 2)
+    state[name] = torch.zeros(state[name].shape[0] + 1, state[name].shape[1])
+    save_checkpoint(saved, tmp_path / "m" / "model.safetensors")
+    with pytest.raises(ValueError, match=r"m/model.safetensors: the checkpoint holds weights of "
+                       r"an earlier version of MCN-CL's layers; retrain it"):
+        load_model(tmp_path / "m")
