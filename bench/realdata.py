@@ -79,8 +79,8 @@ CONTRASTIVE = {"train.contrastive_weight": 0.1, "train.temperature": 0.1}  # tun
 CONFIGS: dict[str, dict[str, object]] = {  # name: params overrides
     "params": {},
     "ce": {"train.contrastive_weight": 0.0},
-    "supcon": {**CONTRASTIVE, "train.hard_negatives": "none"},
-    "supcon-hn": {**CONTRASTIVE, "train.hard_negatives": "exp"},
+    "supcon": {**CONTRASTIVE, "train.hard_negative_beta": 0.0},
+    "supcon-hn": {**CONTRASTIVE},  # hard negatives at train.hard_negative_beta (params)
     "context": {"train.contrastive_weight": 0.0, "model.context": "past_future"},
 }
 

@@ -42,7 +42,6 @@ class TextConfig:
     layers: str = "mean"  # token vectors: mean (of every hidden state) | last | a layer | a-b
     batch_size: int = field(default=64, metadata=RUN_ONLY)
     device: str = field(default="cpu", metadata=RUN_ONLY)
-    workers: int = field(default=1, metadata=RUN_ONLY)  # torch already uses every core
     shard_size: int = field(default=256, metadata=RUN_ONLY)  # utterances per Prefect task
 
 

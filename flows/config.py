@@ -14,7 +14,6 @@ class ExtractConfig:
 
     max_error_rate: float = 0.25  # the stage fails past this share of failed utterances
     retries: int = 2  # retries of a failed shard (transient faults)
-    retry_delay_s: float = 1.0
     runner: str = "local"  # local (threads) | dask
     dask_address: str = ""  # dask: an existing scheduler, e.g. tcp://10.0.0.5:8786
     cache_dir: str = "data/cache"  # per-utterance results, keyed by input, config and version

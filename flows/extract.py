@@ -40,6 +40,8 @@ from flows.errors import TooManyErrors
 from flows.runners import make_task_runner, worker_count
 from flows.tables import write_stage_tables
 
+RETRY_DELAY_S = 1.0  # seconds before a failed shard is retried (extract.retries)
+
 
 @dataclass
 class Summary:
@@ -128,10 +130,10 @@ def _run_shards(
     uncached: dict[str, Failure] = {}
     extractor = get_extractor(modality, extractor_config)
     items = sorted(todo.items(), key=lambda item: extractor.cost(item[1]), reverse=True)
-    workers = worker_count(modality, extractor_config.workers)
+    workers = worker_count(modality, extractor_config)
     shards = split_shards(items, extractor_config.shard_size, workers)
     shard_task = extract_shard.with_options(retries=config.retries,
-                                            retry_delay_seconds=config.retry_delay_s)
+                                            retry_delay_seconds=RETRY_DELAY_S)
     # The shards' task runs carry no tags (the flow run has them): a tagged task run asks the
     # API for a concurrency slot per tag as it starts, which stalls every worker for seconds
     # whenever the server is busy.
@@ -214,7 +216,7 @@ def run_extraction(
     """Run :func:`extract_flow` with the task runner that ``config`` asks for."""
     corpus = pq.read_table(manifest, columns=["corpus"]).column(0)
     corpus_name = corpus[0].as_py() if len(corpus) else manifest.stem
-    workers = worker_count(modality, extractor_config.workers)
+    workers = worker_count(modality, extractor_config)
     runner = make_task_runner(config.runner, workers, config.dask_address)
     with tags(f"corpus:{corpus_name}", f"stage:extract_{modality}"):
         return extract_flow.with_options(task_runner=runner)(

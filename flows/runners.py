@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from extractors.registry import OVERLAPPING_WORKERS
 
 
-def worker_count(modality: str, workers: int) -> int:
-    """A modality's ``workers`` setting made concrete: 0 = one per core (plus any overlap)."""
+def worker_count(modality: str, config: Any) -> int:
+    """A modality's ``workers`` setting made concrete: 0 = one per core (plus any overlap); a
+    config without one (text: torch already uses every core) runs one worker."""
+    workers = getattr(config, "workers", 1)
     return workers or (os.cpu_count() or 1) + OVERLAPPING_WORKERS.get(modality, 0)
 
 

@@ -26,7 +26,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from extractors.atomic import atomic_path
-from fusion.config import DELETED, RENAMED, renamed
+from fusion.config import DELETED, RENAMED, renamed, without_deleted_tensors
 
 MODEL = "model.safetensors"  # the best epoch: weights, configs, labels, statistics, dev scores
 LAST = "last.safetensors"  # the last finished epoch, for --resume (scratch, git-ignored)
@@ -164,6 +164,9 @@ def _without_deleted(saved: Any) -> Any:
         if isinstance(config, dict):
             for key in DELETED[section]:
                 config.pop(key, None)
+    without_deleted_tensors(saved)  # its provenance
+    if isinstance(saved.get("meta"), dict):
+        without_deleted_tensors(saved["meta"])
     for states in (saved.get("members") or [], [saved.get("state_dict")]):
         for state in states:
             for name in [n for n in state or {} if n.startswith("heads.")]:

@@ -18,10 +18,25 @@ def renamed(name: str) -> str:
 
 
 # Settings deleted because their measured effect was within seed noise (docs/model.md, "Tried,
-# no gain"): a checkpoint that records them still loads, params.yaml is told to drop them.
+# no gain") or because another setting already said it (DELETED_WHY): a checkpoint that records
+# them still loads, params.yaml is told to drop them.
 DELETED = {"model": ("projection_dim",),
            "train": ("ema_decay", "label_smoothing", "focal_gamma", "sampler", "min_per_class",
-                     "queue_size")}
+                     "queue_size", "hard_negatives"),
+           "tensors": ("dtype",)}
+DELETED_WHY = {"hard_negatives": "hard_negative_beta: 0 is plain SupCon",
+               "dtype": "the tensor cache is always float16"}
+
+
+def without_deleted_tensors(record: dict) -> dict:
+    """``record`` (a tensor cache's meta.json, a checkpoint or its ``meta``) without the tensor
+    settings deleted since it was written, in its ``tensors`` and its provenance's."""
+    for part in (record, record.get("provenance")):
+        tensors = part.get("tensors") if isinstance(part, dict) else None
+        if isinstance(tensors, dict):
+            for key in DELETED["tensors"]:
+                tensors.pop(key, None)
+    return record
 
 
 @dataclass(frozen=True)
@@ -30,7 +45,6 @@ class TensorConfig:
     acoustic_rate_hz: float = 10.0  # openSMILE LLD frames are averaged down to this rate
     max_acoustic_frames: int = 100  # 10 s at 10 Hz
     max_facial_frames: int = 50  # 10 s at 5 fps
-    dtype: str = "float16"  # storage precision of the feature tensors
     standardise: tuple[str, ...] = ("acoustic",)  # modalities scaled by train mean and std
     speaker_norm: str = "none"  # none | speaker: acoustic and facial scaled per speaker
     speaker_min_utterances: int = 8  # fewer: that speaker falls back to the train statistics
@@ -67,8 +81,7 @@ class TrainConfig:
     logit_adjustment: float = 0.0  # tau: train logits + tau * log(class prior); 0 = off, 1 = usual
     contrastive_weight: float = 0.0  # lambda; 0 = off (no gain on MELD text: docs/model.md)
     temperature: float = 0.1  # tau
-    hard_negatives: str = "exp"  # exp (weights ~ exp(beta * s / tau)) | none
-    hard_negative_beta: float = 2.0  # tuned: RAVDESS speaker CV (docs/model.md)
+    hard_negative_beta: float = 2.0  # 0 = plain SupCon; tuned: RAVDESS speaker CV (docs/model.md)
     device: str = "auto"  # auto | cpu | cuda
     num_threads: int = 0  # torch CPU threads; 0 = torch's default
 

@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import load_file
 from torch import Tensor
 
-from fusion.config import MODALITIES, RENAMED
+from fusion.config import MODALITIES, RENAMED, without_deleted_tensors
 
 
 def load_meta(tensor_dir: Path) -> dict:
@@ -33,7 +33,7 @@ def load_meta(tensor_dir: Path) -> dict:
         raise ValueError(f"{path}: a tensor cache of an earlier version (modalities "
                          f"{', '.join(old)}); rebuild it with `mcncl tensors` (DVC stage "
                          "build_tensors).")
-    return meta
+    return without_deleted_tensors(meta)  # a setting deleted since is not a difference
 
 
 def load_split(tensor_dir: Path, split: str, device: torch.device) -> dict[str, Tensor]:

@@ -7,9 +7,9 @@ another utterance: no copy of i itself) among the keys,
 
     L_i = -1/|P(i)| Σ_p log( e^{s_ip} / (Σ_{p'∈P(i)} e^{s_ip'} + Σ_{n∈N(i)} w_in e^{s_in}) )
 
-with s_ij = z_i·z_j / τ. Hard-negative weighting (``exp``, Robinson et al. 2021):
+with s_ij = z_i·z_j / τ. Hard-negative weighting (Robinson et al. 2021):
 w_in = |N(i)| · softmax_n(β s_in), i.e. w ∝ exp(β z_i·z_n / τ), normalised to mean 1 over
-the anchor's negatives. β is on the scale of the logits: β = 0 (or ``none``) is the plain
+the anchor's negatives. β is on the scale of the logits: β = 0 (every weight 1) is the plain
 supervised contrastive loss (Khosla et al. 2020); at β = 1 a negative's share of the
 denominator grows as exp(2 s) instead of exp(s); the default β = 2 (tuned on RAVDESS speaker
 CV, docs/model.md) makes it exp(3 s). Weights are constants (no gradient through them), as in
@@ -38,8 +38,8 @@ def negative_weights(logits: Tensor, negatives: Tensor, beta: float) -> Tensor:
     return weights.detach()
 
 
-def contrastive_loss(z: Tensor, labels: Tensor, temperature: float, hard_negatives: str,
-                     beta: float, keys: Tensor | None = None, key_labels: Tensor | None = None,
+def contrastive_loss(z: Tensor, labels: Tensor, temperature: float, beta: float,
+                     keys: Tensor | None = None, key_labels: Tensor | None = None,
                      offset: int = 0, ids: Tensor | None = None,
                      key_ids: Tensor | None = None) -> Tensor:
     """Mean loss over anchors ``z`` that have a positive; 0 when none has.
@@ -65,13 +65,8 @@ def contrastive_loss(z: Tensor, labels: Tensor, temperature: float, hard_negativ
     has_positive = positives.any(1)
     if not has_positive.any():  # also a batch where nobody has this modality
         return (z.sum() + keys.sum()) * 0.0  # keeps every rank's graph the same shape
-    if hard_negatives == "exp":
-        weights = negative_weights(s, negatives, beta)
-    elif hard_negatives == "none":
-        weights = negatives.float()
-    else:
-        raise ValueError(f"train.hard_negatives {hard_negatives!r} is unknown; use exp or none.")
-    weights = weights + positives.float()  # positives count once in the denominator
+    # positives count once in the denominator
+    weights = negative_weights(s, negatives, beta) + positives.float()
     s_max = s.max(dim=1, keepdim=True).values.detach()
     exp = torch.exp(s - s_max) * weights
     log_denominator = torch.log(exp.sum(1, keepdim=True).clamp(min=1e-12)) + s_max
@@ -144,8 +139,8 @@ def total_loss(logits: Tensor, views: dict[str, Tensor], present: dict[str, Tens
         batch_labels = batch_tags[:, 0]
         key_ids = None if u is None else batch_tags[:, 1]
         contrastive = contrastive + contrastive_loss(
-            z, y, config.temperature, config.hard_negatives, config.hard_negative_beta,
-            batch_keys, batch_labels, offset, u, key_ids)
+            z, y, config.temperature, config.hard_negative_beta, batch_keys, batch_labels,
+            offset, u, key_ids)
     return loss + config.contrastive_weight * contrastive / len(views)
 
 

@@ -44,6 +44,7 @@ from extractors.corpora.manifest import manifest_labels
 from fusion.config import TensorConfig
 
 SPLITS = ("train", "dev", "test")
+DTYPE = np.float16  # storage precision of the feature tensors (integers keep their own)
 EXTRACTOR_CONFIGS = {"text": TextConfig, "acoustic": AcousticConfig, "facial": FacialConfig}
 
 
@@ -84,11 +85,10 @@ def build_tensors(manifest: Path, features: Path, out: Path, config: TensorConfi
     out.mkdir(parents=True, exist_ok=True)
     meta = {"labels": labels, "dims": dims, "normalisation": norms, "tensors": asdict(config),
             "provenance": feature_provenance(features, config, labels), "splits": {}}
-    dtype = np.dtype(config.dtype)
     for split in SPLITS:
         chosen = np.flatnonzero(split_of == split)
         meta["splits"][split] = [rows[i]["utterance_id"] for i in chosen]
-        tensors = {k: (v[chosen].astype(dtype) if v.dtype == np.float32 else v[chosen])
+        tensors = {k: (v[chosen].astype(DTYPE) if v.dtype == np.float32 else v[chosen])
                    for k, v in arrays.items()}
         with atomic_path(out / f"{split}.safetensors") as tmp:
             save_file(tensors, str(tmp))

@@ -20,6 +20,7 @@ from extractors.corpora.demo import DemoConfig
 from flows.config import ExtractConfig
 from fusion.config import (
     DELETED,
+    DELETED_WHY,
     RENAMED,
     CVConfig,
     ModelConfig,
@@ -123,18 +124,11 @@ def _contrastive_off(model: ModelConfig, train: TrainConfig) -> tuple[str, str] 
     return None
 
 
-def _plain_supcon(model: ModelConfig, train: TrainConfig) -> tuple[str, str] | None:
-    if train.hard_negatives == "none":
-        return "train.hard_negatives is none", "set train.hard_negatives: exp"
-    return _contrastive_off(model, train)
-
-
 # Settings that act only when another one is on: (section, key) → (why it cannot act, what
 # would turn it on) for a corpus's model and train settings, or None when it can act.
 INERT: dict[tuple[str, str], Callable[[ModelConfig, TrainConfig], tuple[str, str] | None]] = {
     ("train", "temperature"): _contrastive_off,
-    ("train", "hard_negatives"): _contrastive_off,
-    ("train", "hard_negative_beta"): _plain_supcon,
+    ("train", "hard_negative_beta"): _contrastive_off,
     ("train", "combine"): lambda model, train: (
         ("train.seeds is 1", "set train.seeds above 1") if train.seeds <= 1 else None),
     ("model", "max_speakers"): lambda model, train: (
@@ -271,9 +265,11 @@ def _build(cls: type, values: Any, where: str, base: Any = None) -> Any:
     values = _current_names(cls, values, hints, where)
     unknown = sorted(str(k) for k in values if k not in hints)
     if unknown:
-        deleted = {ModelConfig: DELETED["model"], TrainConfig: DELETED["train"]}.get(cls, ())
-        hint = (" (deleted: its effect was within seed noise, docs/model.md)"
-                if set(unknown) <= set(deleted) else "")
+        deleted = {ModelConfig: DELETED["model"], TrainConfig: DELETED["train"],
+                   TensorConfig: DELETED["tensors"]}.get(cls, ())
+        why = dict.fromkeys(DELETED_WHY.get(key, "its effect was within seed noise, "
+                                            "docs/model.md") for key in unknown)
+        hint = f" (deleted: {'; '.join(why)})" if set(unknown) <= set(deleted) else ""
         raise ConfigError(f"{_unknown(where, unknown, list(hints), 'key', hint)}; valid keys "
                           f"are {', '.join(hints)}.")
     converted = {key: _value(hints[key], value, f"{where}.{key}") for key, value in values.items()}

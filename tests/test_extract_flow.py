@@ -29,7 +29,7 @@ def corpus(tmp_path: Path) -> Path:
 
 
 def run(manifest: Path, tmp_path: Path, acoustic=egemaps(workers=2), **extract):
-    config = ExtractConfig(cache_dir=str(tmp_path / "cache"), retry_delay_s=0, **extract)
+    config = ExtractConfig(cache_dir=str(tmp_path / "cache"), **extract)
     return run_extraction("acoustic", manifest, tmp_path / "out", config,
                           replace(acoustic, shard_size=3))
 
@@ -98,6 +98,7 @@ def test_transient_fault_is_retried_or_recorded_not_cached(corpus, tmp_path, mon
     real = flows.extract.get_extractor("acoustic", egemaps(workers=1))
     flaky = FlakyOnce(real)
     monkeypatch.setattr(flows.extract, "get_extractor", lambda *a: flaky)
+    monkeypatch.setattr(flows.extract, "RETRY_DELAY_S", 0)
     retried = run(corpus, tmp_path, acoustic=egemaps(workers=1), retries=1)
     assert (retried.failed, flaky.calls) == (2, 5)  # 4 shards, one retried once
     shutil.rmtree(tmp_path / "cache")
@@ -179,8 +180,11 @@ def test_split_shards_balances_workers(n, largest, workers, count):
 
 
 def test_worker_count_adds_an_overlapping_facial_worker():
+    from extractors.configs import AcousticConfig, FacialConfig, TextConfig
     from flows.runners import worker_count
 
     cores = os.cpu_count()
-    assert (worker_count("facial", 0), worker_count("acoustic", 0)) == (cores + 1, cores)
-    assert worker_count("facial", 2) == 2  # an explicit setting is kept
+    assert (worker_count("facial", FacialConfig(workers=0)),
+            worker_count("acoustic", AcousticConfig(workers=0))) == (cores + 1, cores)
+    assert worker_count("facial", FacialConfig(workers=2)) == 2  # an explicit setting is kept
+    assert worker_count("text", TextConfig()) == 1  # no setting: torch uses every core

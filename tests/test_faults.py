@@ -71,8 +71,8 @@ def face_corpus(root: Path, n: int = 12) -> Path:
 
 def extract(modality: str, manifest: Path, out: Path, cache: Path) -> list[str]:
     params = out.parent / f"{out.name}-params.yaml"
-    params.write_text(f"extract: {{cache_dir: {cache}}}\n"
-                      f"{modality}: {{workers: 1, shard_size: {8 if modality == 'text' else 1}}}\n")
+    settings = "shard_size: 8" if modality == "text" else "workers: 1, shard_size: 1"
+    params.write_text(f"extract: {{cache_dir: {cache}}}\n{modality}: {{{settings}}}\n")
     return [sys.executable, "-m", "mcncl", "extract", modality, "--manifest", str(manifest),
             "--out-dir", str(out), "--params", str(params)]
 
@@ -190,7 +190,7 @@ def test_full_disk_is_a_clear_error_and_keeps_the_previous_output(tmp_path, tiny
     (tiny_disk / "filler").write_bytes(b"\0" * (free - 4096))
     # a setting that changes the features: everything is recomputed, then cannot be written
     params = out.parent / "features-params.yaml"
-    params.write_text(params.read_text() + "text: {workers: 1, shard_size: 8, max_tokens: 8}\n")
+    params.write_text(params.read_text() + "text: {shard_size: 8, max_tokens: 8}\n")
     full = subprocess.run(extract("text", manifest, out, tmp_path / "cache")[:-2] +
                           ["--params", str(params)], capture_output=True, text=True)
     assert full.returncode == 2

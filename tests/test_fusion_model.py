@@ -107,13 +107,13 @@ def test_contrastive_loss_by_hand():
     # anchors 0 and 1 have one positive each; anchor 2 has none and is left out
     l0 = -math.log(math.exp(s[0][1]) / (math.exp(s[0][1]) + math.exp(s[0][2])))
     l1 = -math.log(math.exp(s[1][0]) / (math.exp(s[1][0]) + math.exp(s[1][2])))
-    loss = contrastive_loss(z, labels, 1.0, "none", 0.0)
+    loss = contrastive_loss(z, labels, 1.0, 0.0)
     assert loss.item() == pytest.approx((l0 + l1) / 2, rel=1e-5)
     # one negative per anchor: its weight is 1 whatever beta is
-    assert contrastive_loss(z, labels, 1.0, "exp", 5.0).item() == pytest.approx(loss.item())
-    assert contrastive_loss(z, torch.tensor([0, 1, 2]), 1.0, "exp", 1.0).item() == 0.0
+    assert contrastive_loss(z, labels, 1.0, 5.0).item() == pytest.approx(loss.item())
+    assert contrastive_loss(z, torch.tensor([0, 1, 2]), 1.0, 1.0).item() == 0.0
     # a batch where nobody has the modality (all masked): zero, not an error
-    assert contrastive_loss(z[:0], labels[:0], 1.0, "exp", 1.0).item() == 0.0
+    assert contrastive_loss(z[:0], labels[:0], 1.0, 1.0).item() == 0.0
 
 
 def test_hard_negative_weighting_favours_the_most_similar_negative():
@@ -126,8 +126,7 @@ def test_hard_negative_weighting_favours_the_most_similar_negative():
     assert hard[0, 1:].mean().item() == pytest.approx(1.0)
     z = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.8, 0.6], [0.0, 1.0]])
     labels = torch.tensor([0, 0, 1, 1])
-    assert (contrastive_loss(z, labels, 0.5, "exp", 5.0)
-            > contrastive_loss(z, labels, 0.5, "none", 0.0))
+    assert contrastive_loss(z, labels, 0.5, 5.0) > contrastive_loss(z, labels, 0.5, 0.0)
 
 
 def test_dialogue_context_sees_its_dialogue_only(batch):
@@ -189,7 +188,7 @@ def test_contrastive_weight_does_not_grow_with_the_number_of_modalities():
     assert three.item() == pytest.approx(one.item(), rel=1e-6)
     plain = total_loss(logits, {}, {}, labels, None, config)
     assert one.item() == pytest.approx(plain.item() + 0.5 * contrastive_loss(
-        z, labels, config.temperature, config.hard_negatives, config.hard_negative_beta).item())
+        z, labels, config.temperature, config.hard_negative_beta).item())
 
 
 def test_no_utterance_is_its_own_positive():
@@ -201,14 +200,14 @@ def test_no_utterance_is_its_own_positive():
     l0 = -math.log(e[0][2] / (e[0][2] + e[0][3]))
     # row 2: both copies of utterance 3 are (other utterances') positives
     l2 = -0.5 * sum(math.log(e[2][p] / (e[2][0] + e[2][1] + e[2][3])) for p in (0, 1))
-    loss = contrastive_loss(z, labels, 1.0, "none", 0.0, ids=ids)
+    loss = contrastive_loss(z, labels, 1.0, 0.0, ids=ids)
     assert loss.item() == pytest.approx((2 * l0 + l2) / 3, rel=1e-5)
     # the anchor itself, at its row among keys it is part of (offset), is never a positive
-    alone = contrastive_loss(z[:1], labels[:1], 1.0, "none", 0.0, z, labels, offset=0,
+    alone = contrastive_loss(z[:1], labels[:1], 1.0, 0.0, z, labels, offset=0,
                              ids=ids[:1], key_ids=ids)
     assert alone.item() == pytest.approx(l0, rel=1e-5)
     # through total_loss with the batch's index (the training loop's ids)
-    config = TrainConfig(contrastive_weight=1.0, temperature=1.0, hard_negatives="none")
+    config = TrainConfig(contrastive_weight=1.0, temperature=1.0, hard_negative_beta=0.0)
     logits, present = torch.zeros(4, 2), torch.ones(4, dtype=torch.bool)
     plain = total_loss(logits, {}, {}, labels, None, config)
     both = total_loss(logits, {"text": z}, {"text": present}, labels, None, config, ids=ids)

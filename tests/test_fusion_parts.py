@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
+import torch.nn.functional as F
 
 from fusion.config import ModelConfig, TensorConfig, TrainConfig
 from fusion.cv import fold_manifest, speaker_folds
@@ -34,12 +35,16 @@ def test_hard_negative_gradient_grows_with_beta():
     pulls = []
     for beta in (0.0, 0.25, 0.5, 1.0, 2.0):
         z = torch.cat([anchor, positive, negatives]).requires_grad_(True)
-        contrastive_loss(z, labels, 0.1, "exp", beta).backward()
+        contrastive_loss(z, labels, 0.1, beta).backward()
         pulls.append(z.grad[2].norm().item())  # the hardest negative
     assert all(b > a for a, b in zip(pulls, pulls[1:], strict=False)), pulls
-    z = torch.cat([anchor, positive, negatives])
-    assert contrastive_loss(z, labels, 0.1, "exp", 0.0).item() == pytest.approx(
-        contrastive_loss(z, labels, 0.1, "none", 0.0).item())
+    # beta 0 is plain SupCon (Khosla et al. 2020): every negative weighs 1
+    z = F.normalize(torch.cat([anchor, positive, negatives]), dim=1)
+    s = (z @ z.T / 0.1).fill_diagonal_(float("-inf"))
+    log_prob = (s - s.logsumexp(1, keepdim=True)).fill_diagonal_(0.0)
+    positives = (labels[:, None] == labels[None]).fill_diagonal_(False)
+    plain = -((log_prob * positives).sum(1) / positives.sum(1)).mean()
+    assert contrastive_loss(z, labels, 0.1, 0.0).item() == pytest.approx(plain.item(), rel=1e-5)
 
 
 def test_logit_adjusted_cross_entropy():

@@ -88,20 +88,25 @@ def test_a_tensor_cache_without_dev_is_refused_before_anything_is_written(tmp_pa
 
 
 def test_a_checkpoint_recording_deleted_settings_loads_and_predicts(tmp_path: Path):
-    """Issue 28 deleted settings within seed noise (fusion.config.DELETED): a checkpoint that
-    records them, and the projection head's weights, still loads and predicts the same."""
+    """Issue 28 deleted settings within seed noise or redundant (fusion.config.DELETED): a
+    checkpoint that records them, and the projection head's weights, still loads and predicts
+    the same."""
     cache = make_tensor_cache(tmp_path / "cache")
     train(cache, tmp_path / "m", SMALL, replace(FAST, epochs=1), echo=lambda *_: None)
     old = load_checkpoint(tmp_path / "m" / MODEL)
     old["model_config"]["projection_dim"] = 8
     old["train_config"].update(ema_decay=0.999, label_smoothing=0.1, focal_gamma=2.0,
-                               sampler="balanced", min_per_class=2, queue_size=1024)
+                               sampler="balanced", min_per_class=2, queue_size=1024,
+                               hard_negatives="none")
+    settings = {"max_text_tokens": 40, "dtype": "float16"}
+    old["meta"]["tensors"], old["provenance"] = dict(settings), {"tensors": dict(settings)}
     old["state_dict"].update({f"heads.{m}.{i}.weight": torch.randn(8, 32)
                               for m in ("text", "acoustic", "facial") for i in (0, 2)})
     save_checkpoint(old, tmp_path / "old" / MODEL)
     model, saved = load_model(tmp_path / "old")
     assert "projection_dim" not in saved["model_config"]
     assert not set(DELETED["train"]) & set(saved["train_config"])
+    assert saved["meta"]["tensors"] == saved["provenance"]["tensors"] == {"max_text_tokens": 40}
     assert not [name for name in saved["state_dict"] if name.startswith("heads.")]
     dev = load_split(cache, "dev", torch.device("cpu"))
     np.testing.assert_array_equal(predict(model, dev, 8)[0],
@@ -182,7 +187,7 @@ def test_ablations_table_and_dvc_commands(tmp_path: Path):
     assert dvc_command("text-only") == "dvc exp run -n text-only -S 'model.modalities=[text]'"
     assert dvc_command("contrastive") == ("dvc exp run -n contrastive -S "
                                           "'train.contrastive_weight=0.1' "
-                                          "-S 'train.hard_negatives=none'")
+                                          "-S 'train.hard_negative_beta=0.0'")
     cache = make_tensor_cache(tmp_path / "cache")
     rows = run_all(cache, SMALL, TrainConfig(epochs=2, batch_size=32, num_threads=1),
                    echo=lambda *_: None)

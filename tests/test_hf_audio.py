@@ -98,7 +98,7 @@ def test_through_the_flow_cached_with_error_rows_and_into_tensors(wav2vec2, tmp_
     manifest = make_speech_corpus(tmp_path / "corpus", 3, {"zero.mp4": b""})
     make_wav(tmp_path / "corpus" / "clips" / "quiet.wav", np.zeros(16000))
     bad = tmp_path / "corpus" / "clips" / "quiet.wav"
-    config = ExtractConfig(cache_dir=str(tmp_path / "cache"), retry_delay_s=0)
+    config = ExtractConfig(cache_dir=str(tmp_path / "cache"))
     acoustic = hf(wav2vec2)
     first = run_extraction("acoustic", manifest, tmp_path / "out", config, acoustic)
     again = run_extraction("acoustic", manifest, tmp_path / "out", config, acoustic)
@@ -116,7 +116,7 @@ def test_through_the_flow_cached_with_error_rows_and_into_tensors(wav2vec2, tmp_
 
 def test_compare_2016_through_the_flow_and_into_tensors(tmp_path):
     manifest = make_speech_corpus(tmp_path / "corpus", 2)
-    config = ExtractConfig(cache_dir=str(tmp_path / "cache"), retry_delay_s=0)
+    config = ExtractConfig(cache_dir=str(tmp_path / "cache"))
     compare = replace(AcousticConfig(), feature_set="ComParE_2016")
     summary = run_extraction("acoustic", manifest, tmp_path / "out", config, compare)
     assert (summary.computed, summary.failed) == (2, 0)

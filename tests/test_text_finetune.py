@@ -164,7 +164,7 @@ def test_any_local_hugging_face_folder_with_dialogue_context(demo_manifest, tmp_
 def test_a_changed_weight_misses_the_text_cache(tmp_path: Path):
     manifest = make_speech_corpus(tmp_path / "corpus", 3)
     model = tiny_bert(tmp_path / "model")
-    config = ExtractConfig(cache_dir=str(tmp_path / "cache"), retry_delay_s=0)
+    config = ExtractConfig(cache_dir=str(tmp_path / "cache"))
     text = TextConfig(model=str(model))
 
     def run():

