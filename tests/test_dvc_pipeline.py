@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shlex
 import shutil
 import subprocess
@@ -212,9 +213,11 @@ def test_dvc_exp_run_with_a_changed_setting_and_exp_show(project: Path):
 
 def test_second_corpus_runs_side_by_side_and_reuses_cached_features(project: Path):
     params = project / "params.yaml"
-    params.write_text(params.read_text().replace(
-        "\ndemo:\n", "  again:\n    kind: meld\n    root: data/demo\n"
-        "    model: {modalities: [text], d_model: 32}\n\ndemo:\n", 1))  # its own model
+    text, added = re.subn(r"^demo:", "  again:\n    kind: meld\n    root: data/demo\n"
+                          "    model: {modalities: [text], d_model: 32}\n\ndemo:",
+                          params.read_text(), count=1, flags=re.M)  # its own model
+    assert added == 1
+    params.write_text(text)
     cache_entries = len(list((project / "data" / "cache").rglob("*.arrow")))
     result = run_in(project, "dvc", "repro")
     assert result.returncode == 0, result.stderr
