@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from extractors.atomic import atomic_path, write_parquet, write_text
+from extractors.atomic import write_parquet, write_text
 from fusion.checkpoint import MODEL, check_provenance, load_checkpoint
 from fusion.data import load_meta, load_split, size
 from fusion.metrics import scores, weighted_f1
@@ -71,8 +71,6 @@ def evaluate(tensor_dir: Path, model_dir: Path, split: str = "test",
     writer.writerows(zip((names[i] for i in labels), (names[i] for i in predicted),
                          strict=True))
     write_text(buffer.getvalue(), model_dir / "confusion.csv")
-    _confusion_png(np.array(result["confusion"]), names, model_dir / "confusion.png",
-                   f"{split}: weighted-F1 {result['weighted_f1']:.3f}")
     return result
 
 
@@ -112,25 +110,3 @@ def summary_rows(result: dict) -> list[dict]:
                               ("macro_f1", "macro-F1"))]
     return rows + [{"measure": f"F1 {label}", "value": f1}
                    for label, f1 in result["per_class_f1"].items()]
-
-
-def _confusion_png(matrix: np.ndarray, names: list[str], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(1.2 + 0.7 * len(names), 1 + 0.6 * len(names)))
-    ax.imshow(matrix, cmap="Blues")
-    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
-    ax.set_yticks(range(len(names)), names)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("actual")
-    ax.set_title(title)
-    for (i, j), value in np.ndenumerate(matrix):
-        ax.text(j, i, str(value), ha="center", va="center",
-                color="white" if value > matrix.max() / 2 else "black")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)

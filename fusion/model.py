@@ -113,13 +113,20 @@ class TripleQueryLayer(nn.Module):
                 keys = torch.cat([states[o] for o in others], dim=1)
                 key_mask = torch.cat([masks[o] for o in others], dim=1)
                 q = b["n1"](x)
-                x = x + self.drop(b["cross"](q, keys, keys, key_padding_mask=~key_mask,
-                                             need_weights=False)[0])
+                x = x + self.drop(attend(b["cross"], q, keys, key_mask))
             q = b["n2"](x)
-            x = x + self.drop(b["self"](q, q, q, key_padding_mask=~masks[name],
-                                        need_weights=False)[0])
+            x = x + self.drop(attend(b["self"], q, q, masks[name]))
             updated[name] = x + self.drop(b["ffn"](b["n3"](x)))
         return updated
+
+
+def attend(attention: nn.MultiheadAttention, q: Tensor, kv: Tensor, present: Tensor) -> Tensor:
+    """``q`` attends to the ``present`` rows of ``kv``. The padding goes in as a per-head
+    ``attn_mask``, the same -inf entries ``key_padding_mask`` would add: torch checks the
+    latter with a call that imports sympy (0.6 s at the start of every stage process)."""
+    blocked = ~present[:, None, :].expand(-1, q.size(1), -1)
+    return attention(q, kv, kv, attn_mask=blocked.repeat_interleave(attention.num_heads, 0),
+                     need_weights=False)[0]
 
 
 class AttentionPool(nn.Module):

@@ -152,13 +152,13 @@ def _curve(log: Path) -> str:
     if not log.is_file():
         return "<p class=muted>no train_log.csv</p>"
     rows = list(csv.DictReader(log.open(encoding="utf-8")))
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: no GUI backend
+    from matplotlib.ticker import MaxNLocator
 
     epochs = [int(r["epoch"]) for r in rows]
-    fig, loss_ax = plt.subplots(figsize=(7, 3.2))
+    fig = Figure(figsize=(7, 3.2))
+    loss_ax = fig.subplots()
+    loss_ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
     loss_ax.plot(epochs, [float(r["train_loss"]) for r in rows], color="#d8703b",
                  label="train loss")
     loss_ax.set_xlabel("epoch")
@@ -172,7 +172,6 @@ def _curve(log: Path) -> str:
     fig.tight_layout(rect=(0, 0.08, 1, 1))
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
     encoded = base64.b64encode(buffer.getvalue()).decode()
     return f"<img alt='learning curve' src='data:image/png;base64,{encoded}'>"
 

@@ -94,7 +94,7 @@ def test_first_repro_runs_every_stage_and_writes_every_output(built):
 CHANGED_BY_FIXTURE = {"extract_facial@demo", "build_tensors@demo", "train@demo",
                       "evaluate@demo"}
 # torch's float sums round differently per CPU family (AVX-512 against AVX2), so these bytes
-# match only on the kind of CPU that wrote the lock
+# match only on the kind of CPU that wrote the lock (bench/cpu_families.py, docs/development.md)
 CPU_FAMILY_OUTPUTS = {"out data/features/demo/text.parquet"}
 
 

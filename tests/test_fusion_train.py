@@ -57,7 +57,6 @@ def test_evaluate_writes_metrics_predictions_and_plots(tmp_path: Path):
     accuracy = duckdb.sql(f"select avg((label = predicted)::int), min(len(probabilities)) "
                           f"from '{predictions}'").fetchall()[0]
     assert accuracy == (pytest.approx(result["accuracy"]), 3)
-    assert (tmp_path / "m" / "confusion.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "m" / "confusion.csv").read_text().count("\n") == 25
 
 
