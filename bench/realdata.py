@@ -53,6 +53,7 @@ from extractors.atomic import write_parquet  # noqa: E402
 from extractors.base import config_hash  # noqa: E402
 from extractors.corpora import prepare_corpus  # noqa: E402
 from fusion.ablations import with_overrides  # noqa: E402
+from fusion.checkpoint import MODEL, load_checkpoint  # noqa: E402
 from fusion.cv import run_cv  # noqa: E402
 from fusion.data import load_split  # noqa: E402
 from fusion.seeds import train_seeds  # noqa: E402
@@ -82,6 +83,7 @@ CONFIGS: dict[str, dict[str, object]] = {  # name: params overrides
     "supcon": {**CONTRASTIVE, "train.hard_negative_beta": 0.0},
     "supcon-hn": {**CONTRASTIVE},  # hard negatives at train.hard_negative_beta (params)
     "context": {"train.contrastive_weight": 0.0, "model.context": "past_future"},
+    "logit-adjusted": {"train.contrastive_weight": 0.0, "train.logit_adjustment": 1.0},
 }
 
 
@@ -177,7 +179,9 @@ def best_dev_f1(name: str, tensor_dir: Path, work: Path, model, config) -> float
     model's dev weighted-F1, in points."""
     with tempfile.TemporaryDirectory(dir=work) as out:
         result = train_seeds(tensor_dir, Path(out), model, config, echo=lambda *_: None)
-    print(f"  {name}: {100 * result['best_dev_weighted_f1']:.1f}", flush=True)
+        macro = load_checkpoint(Path(out) / MODEL)["dev"]["macro_f1"]
+    print(f"  {name}: weighted-F1 {100 * result['best_dev_weighted_f1']:.1f}, macro-F1 "
+          f"{100 * macro:.1f}", flush=True)
     return 100 * result["best_dev_weighted_f1"]
 
 
