@@ -180,16 +180,18 @@ def _coverage(con, layout: Layout) -> str:
     manifest = layout.manifest
     if not manifest.is_file():
         return "<p class=muted>no manifest</p>"
-    # the modality names are the project's own (MODALITIES); every path is a parameter
     present = [m for m in MODALITIES if layout.feature_table(m).is_file()]
-    joins = "".join(f" left join (select utterance_id, true as has_{m} from read_parquet(?)) "
-                    "using (utterance_id)" for m in present)
-    counts = "".join(f", count(has_{m})" for m in present)
-    paths = [glob_literal(p) for p in (manifest, *map(layout.feature_table, present))]
-    rows = con.execute(f"select split, count(*){counts} from read_parquet(?){joins} "
-                       "group by split order by case split when 'train' then 0 when 'dev' "
-                       "then 1 else 2 end", paths).fetchall()
-    return _table(["split", "utterances", *present], [list(r) for r in rows])
+    totals = con.execute("select split, count(*) from read_parquet(?) group by split order by "
+                         "case split when 'train' then 0 when 'dev' then 1 else 2 end",
+                         [glob_literal(manifest)]).fetchall()
+    having = {m: dict(con.execute(
+        "select m.split, count(*) from read_parquet(?) m semi join read_parquet(?) f "
+        "using (utterance_id) group by m.split",
+        [glob_literal(manifest), glob_literal(layout.feature_table(m))]).fetchall())
+        for m in present}
+    return _table(["split", "utterances", *present],
+                  [[split, n, *(having[m].get(split, 0) for m in present)]
+                   for split, n in totals])
 
 
 def _errors(con, folder: Path) -> str:
