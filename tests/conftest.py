@@ -17,13 +17,15 @@ from tests.project import free_port
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 _SESSION: dict[str, Path] = {}  # the session's Prefect server: its home and a migrated copy
+TEMPLATE = "MCNCL_TEST_PREFECT_TEMPLATE"  # its copy's folder, for pytest-xdist's workers
 
 
 def pytest_configure(config):
     """One real Prefect server (`mcncl ui`) for the whole session, started before any test
     module imports Prefect: every flow run of this process and of the commands tests start
     reports to it (``PREFECT_API_URL``), instead of each starting a server of its own. Its
-    freshly migrated database is copied aside for tests that need a home of their own."""
+    freshly migrated database is copied aside for tests that need a home of their own.
+    pytest-xdist's workers inherit both from the process that started them."""
     if os.environ.get("PREFECT_API_URL"):
         return
     work = Path(tempfile.mkdtemp(prefix="mcncl-tests-prefect-"))
@@ -34,7 +36,8 @@ def pytest_configure(config):
     with sqlite3.connect(home / "prefect.db") as source, \
             sqlite3.connect(template / "prefect.db") as copy:
         source.backup(copy)
-    _SESSION.update(work=work, home=home, template=template)
+    os.environ[TEMPLATE] = str(template)
+    _SESSION.update(work=work, home=home)
 
 
 def pytest_unconfigure(config):
@@ -69,6 +72,6 @@ def demo_corpus(tmp_path_factory) -> Path:
 def prefect_home(tmp_path) -> Path:
     """This test's own Prefect home, holding a copy of the session server's freshly migrated
     database (a server on a fresh home spends ~30 s on 2 cores creating its tables)."""
-    if "template" not in _SESSION:
+    if TEMPLATE not in os.environ:
         pytest.skip("needs the session's Prefect server (PREFECT_API_URL was set outside)")
-    return Path(shutil.copytree(_SESSION["template"], tmp_path / "prefect-home"))
+    return Path(shutil.copytree(os.environ[TEMPLATE], tmp_path / "prefect-home"))
