@@ -55,7 +55,7 @@ def main() -> None:
         features = work / name
         run_extraction("acoustic", manifest, features, extract,
                        replace(params.acoustic, feature_set=name))
-        lr_f1, lr_acc = baseline(manifest, features / "acoustic.parquet", "functionals")
+        lr_f1, _, lr_acc = baseline(manifest, features / "acoustic.parquet", "functionals")
         tensors = work / f"{name}-tensors"
         build_tensors(manifest, features, tensors, params.tensors)
         scores = []

@@ -6,13 +6,16 @@
 
 meld-text: MELD train/dev transcripts; the text extractor's sentence embeddings + logistic
 regression (the reference: dev weighted-F1 50.4) versus MCN-CL on the token embeddings with
-``model.modalities: [text]``, trained on train, selected and reported on dev (the MELD test
-split is not here, and nothing is tuned on a test split).
+``model.modalities: [text]``.
 ravdess-audio: RAVDESS speech; eGeMAPSv02 functionals + standardised logistic regression
 versus MCN-CL with ``model.modalities: [acoustic]``: actors 01-10 train, 11-12 dev, or with
 ``--cv K`` the speaker-independent K-fold cross-validation of ``fusion/cv.py`` (fold k tests,
 fold k + 1 selects), the regression on the same folds and the same (speaker or train)
 normalisation, both with ``tensors.speaker_norm`` none and speaker.
+Without ``--cv`` nothing is selected on what is reported (:func:`held_out`): every tenth
+train dialogue (MELD) or train actor (RAVDESS), in sorted order, becomes the inner dev split
+that stops training and picks the epoch, and the corpus's dev split is only scored, as the
+test split (the MELD test split is not here).
 ``--set acoustic.feature_set=ComParE_2016`` (a setting of the task's extractor) extracts
 again into a feature folder of its own.
 Each configuration (``CONFIGS``: named params overrides, applied on top of params.yaml and
@@ -40,6 +43,7 @@ from mcncl.offline import go_offline
 go_offline()
 
 import numpy as np  # noqa: E402
+import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
@@ -56,6 +60,7 @@ from fusion.ablations import with_overrides  # noqa: E402
 from fusion.checkpoint import MODEL, load_checkpoint  # noqa: E402
 from fusion.cv import run_cv  # noqa: E402
 from fusion.data import load_split  # noqa: E402
+from fusion.evaluate import evaluate  # noqa: E402
 from fusion.seeds import train_seeds  # noqa: E402
 from fusion.tensors import build_tensors  # noqa: E402
 from mcncl.config import Params, load_params  # noqa: E402
@@ -70,11 +75,13 @@ class Task:
     root: Path  # corpus folder
     modality: str  # the extraction stage whose features the model reads (its one input)
     column: str  # that table's pooled column the logistic regression reads
+    group: str  # manifest column: utterances that stay together in the inner dev split
 
 
 TASKS = {
-    "meld-text": Task("meld", SHARED / "meld", "text", "embedding"),
-    "ravdess-audio": Task("ravdess", SHARED / "ravdess_speech", "acoustic", "functionals"),
+    "meld-text": Task("meld", SHARED / "meld", "text", "embedding", "dialogue_id"),
+    "ravdess-audio": Task("ravdess", SHARED / "ravdess_speech", "acoustic", "functionals",
+                          "speaker"),
 }
 CONTRASTIVE = {"train.contrastive_weight": 0.1, "train.temperature": 0.1}  # tuned on dev
 CONFIGS: dict[str, dict[str, object]] = {  # name: params overrides
@@ -84,6 +91,7 @@ CONFIGS: dict[str, dict[str, object]] = {  # name: params overrides
     "supcon-hn": {**CONTRASTIVE},  # hard negatives at train.hard_negative_beta (params)
     "context": {"train.contrastive_weight": 0.0, "model.context": "past_future"},
     "logit-adjusted": {"train.contrastive_weight": 0.0, "train.logit_adjustment": 1.0},
+    "logit-adjusted-2": {"train.contrastive_weight": 0.0, "train.logit_adjustment": 2.0},
 }
 
 
@@ -125,23 +133,41 @@ def sections(params: Params, task: str, overrides: dict) -> dict:
     return with_overrides(overrides, **base)
 
 
+def held_out(task: str, manifest: Path) -> Path:
+    """The manifest with every tenth train group (in sorted order) as the inner dev split and
+    the corpus's dev split as test: selection never sees what is reported."""
+    table = pq.read_table(manifest)
+    split, groups = table.column("split").to_pylist(), table.column(TASKS[task].group)
+    inner = set(sorted({g for g, s in zip(groups.to_pylist(), split, strict=True)
+                        if s == "train"})[::10])
+    renamed = ["test" if s == "dev" else "dev" if s == "train" and g in inner else s
+               for g, s in zip(groups.to_pylist(), split, strict=True)]
+    out = manifest.with_name(f"{manifest.stem}-held-out.parquet")
+    write_parquet(table.set_column(table.schema.get_field_index("split"), "split",
+                                   pa.array(renamed)), out)
+    return out
+
+
 def tensors_for(manifest: Path, features: Path, config, work: Path) -> Path:
-    """The tensor cache of these features and this tensor config (built once per pair)."""
-    key = hashlib.sha1(json.dumps(asdict(config), sort_keys=True).encode()).hexdigest()[:10]
+    """The tensor cache of these features, this manifest and this tensor config (built once)."""
+    key = hashlib.sha1(json.dumps([manifest.name, asdict(config)],
+                                  sort_keys=True).encode()).hexdigest()[:10]
     out = work / f"{features.name}-tensors-{key}"
     if not (out / "meta.json").is_file():
         build_tensors(manifest, features, out, config)
     return out
 
 
-def baseline(manifest: Path, features: Path, column: str) -> tuple[float, float]:
+def baseline(manifest: Path, features: Path, column: str) -> tuple[float, float, float]:
+    """The regression trained on train, scored on dev: weighted-F1, macro-F1, accuracy."""
     m = pq.read_table(manifest, columns=["utterance_id", "split", "label"]).to_pandas()
     f = pq.read_table(features, columns=["utterance_id", column]).to_pandas()
     data = m.merge(f, on="utterance_id")
     x = {s: np.stack(data[data.split == s][column].to_numpy()) for s in ("train", "dev")}
     y = {s: data[data.split == s]["label"].to_numpy() for s in ("train", "dev")}
     predicted = logistic().fit(x["train"], y["train"]).predict(x["dev"])
-    return f1_score(y["dev"], predicted, average="weighted"), accuracy_score(y["dev"], predicted)
+    return (f1_score(y["dev"], predicted, average="weighted"),
+            f1_score(y["dev"], predicted, average="macro"), accuracy_score(y["dev"], predicted))
 
 
 def logistic():
@@ -150,14 +176,16 @@ def logistic():
 
 def run_dev(task: str, names: list[str], sets: dict, seeds: int, epochs: int | None,
             work: Path, jobs: int = 1, in_process: bool = False) -> None:
-    """Train/dev: the baseline, then each configuration's dev weighted-F1 per seed."""
+    """The baseline on the corpus's dev split, then each configuration's scores there per
+    seed, selected on the inner dev split (:func:`held_out`)."""
     params = load_params(REPO / "params.yaml")
     manifest, features = prepare(task, params, work, in_process, sets)
     sets = model_sets(task, sets)
     spec = TASKS[task]
-    base_f1, _ = baseline(manifest, features / f"{spec.modality}.parquet", spec.column)
-    print(f"| {task} | logistic regression | {100 * base_f1:.1f} | {100 * base_f1:.1f} |",
-          flush=True)
+    base_f1, base_macro, _ = baseline(manifest, features / f"{spec.modality}.parquet", spec.column)
+    print(f"| {task} | logistic regression | {100 * base_f1:.1f} | | {100 * base_macro:.1f} "
+          "| |", flush=True)
+    manifest = held_out(task, manifest)
     calls = []
     for name in names:
         chosen = sections(params, task, {**CONFIGS[name], **sets})
@@ -167,22 +195,30 @@ def run_dev(task: str, names: list[str], sets: dict, seeds: int, epochs: int | N
                    replace(chosen["train"], seed=chosen["train"].seed + n * i,
                            epochs=epochs or chosen["train"].epochs))
                   for i in range(seeds)]
-    values = iter(run_jobs(best_dev_f1, calls, jobs))
+    values = iter(run_jobs(held_out_f1, calls, jobs))
     for name in names:
         mine = [next(values) for _ in range(seeds)]
-        print(f"| {task} | {name} | {' '.join(f'{v:.1f}' for v in mine)} | "
-              f"{statistics.median(mine):.1f} |", flush=True)
+        print(f"| {task} | {name} | {_summary([w for w, _ in mine])} | "
+              f"{_summary([m for _, m in mine])} |", flush=True)
 
 
-def best_dev_f1(name: str, tensor_dir: Path, work: Path, model, config) -> float:
-    """One training (``train.seeds`` of them, combined) in a scratch folder: the kept
-    model's dev weighted-F1, in points."""
+def held_out_f1(name: str, tensor_dir: Path, work: Path, model, config) -> tuple[float, float]:
+    """One training (``train.seeds`` of them, combined) in a scratch folder, selected on the
+    inner dev split: the kept model's weighted-F1 and macro-F1 on test, in points."""
     with tempfile.TemporaryDirectory(dir=work) as out:
-        result = train_seeds(tensor_dir, Path(out), model, config, echo=lambda *_: None)
-        macro = load_checkpoint(Path(out) / MODEL)["dev"]["macro_f1"]
-    print(f"  {name}: weighted-F1 {100 * result['best_dev_weighted_f1']:.1f}, macro-F1 "
-          f"{100 * macro:.1f}", flush=True)
-    return 100 * result["best_dev_weighted_f1"]
+        train_seeds(tensor_dir, Path(out), model, config, echo=lambda *_: None)
+        inner = load_checkpoint(Path(out) / MODEL)["dev"]
+        test = evaluate(tensor_dir, Path(out), "test", echo=lambda *_: None)
+    print(f"  {name}: inner dev weighted-F1 {100 * inner['weighted_f1']:.1f}, macro-F1 "
+          f"{100 * inner['macro_f1']:.1f}; test weighted-F1 {100 * test['weighted_f1']:.1f}, "
+          f"macro-F1 {100 * test['macro_f1']:.1f}", flush=True)
+    return 100 * test["weighted_f1"], 100 * test["macro_f1"]
+
+
+def _summary(values: list[float]) -> str:
+    """Each seed's value, then mean ± std and the median."""
+    return (f"{' '.join(f'{v:.1f}' for v in values)} | {_mean_std(values)}, median "
+            f"{statistics.median(values):.1f}")
 
 
 def lr_on_folds(cv_dir: Path, k: int) -> list[float]:
@@ -257,7 +293,8 @@ def main() -> None:
                 run_folds(task, names, sets, args.cv, args.epochs, work,
                           tuple(args.norms.split(",")))
             else:
-                print("| task | model | dev weighted-F1 per seed | median |\n|---|---|---|---|")
+                print("| task | model | weighted-F1 per seed | mean ± std, median | macro-F1 "
+                      "per seed | mean ± std, median |\n|---|---|---|---|---|---|")
                 run_dev(task, names, sets, args.seeds, args.epochs, work, args.jobs,
                         args.in_process)
 
