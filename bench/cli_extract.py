@@ -32,12 +32,12 @@ from mcncl.offline import go_offline  # noqa: E402
 
 go_offline()
 
-from extractors.atomic import write_parquet  # noqa: E402
 from extractors.corpora import prepare_corpus  # noqa: E402
 from extractors.inputs import read_inputs  # noqa: E402
 from flows.extract import get_extractor  # noqa: E402
 from mcncl.config import load_params  # noqa: E402
 from tests.project import free_port  # noqa: E402
+from vocabulary.atomic import write_parquet  # noqa: E402
 
 RAVDESS = REPO.parent / "shared" / "data" / "ravdess_speech"
 

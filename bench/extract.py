@@ -24,12 +24,12 @@ from mcncl.offline import go_offline
 
 go_offline()
 
-from extractors.atomic import write_parquet  # noqa: E402
 from extractors.base import Failure  # noqa: E402
 from extractors.corpora import prepare_corpus  # noqa: E402
 from extractors.inputs import read_inputs  # noqa: E402
 from flows.extract import get_extractor, run_extraction  # noqa: E402
 from mcncl.config import load_params  # noqa: E402
+from vocabulary.atomic import write_parquet  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"

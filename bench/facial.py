@@ -38,15 +38,15 @@ from mcncl.offline import go_offline
 
 go_offline()
 
-from extractors.atomic import write_parquet  # noqa: E402
 from extractors.corpora import prepare_corpus  # noqa: E402
 from extractors.corpora.demo import build_demo  # noqa: E402
 from extractors.facial import FacialExtractor  # noqa: E402
+from extractors.facial.video import sample_frames  # noqa: E402
 from extractors.inputs import read_inputs  # noqa: E402
-from extractors.video import sample_frames  # noqa: E402
 from flows.extract import run_extraction  # noqa: E402
 from mcncl.config import load_params  # noqa: E402
 from tests.face_scenes import small_face_scenes  # noqa: E402
+from vocabulary.atomic import write_parquet  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 ENDINGS = ["", " Really.", " I mean it.", " Honestly, I do.", " That is all.", " Truly."]

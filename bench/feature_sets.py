@@ -23,13 +23,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/realdata.py's 
 
 from realdata import baseline  # noqa: E402
 
-from extractors.atomic import write_parquet  # noqa: E402
 from extractors.corpora import prepare_corpus  # noqa: E402
 from flows.extract import run_extraction  # noqa: E402
 from fusion.evaluate import evaluate  # noqa: E402
 from fusion.tensors import build_tensors  # noqa: E402
 from fusion.train import train  # noqa: E402
 from mcncl.config import load_params  # noqa: E402
+from vocabulary.atomic import write_parquet  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RAVDESS = REPO.parent / "shared" / "data" / "ravdess_speech"

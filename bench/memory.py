@@ -24,12 +24,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from extractors.atomic import write_parquet  # noqa: E402
 from extractors.corpora import prepare_corpus  # noqa: E402
 from extractors.corpora.csv_corpus import prepare_csv  # noqa: E402
 from extractors.corpora.demo import DemoConfig, build_demo  # noqa: E402
-from extractors.registry import MODALITIES  # noqa: E402
 from tests.project import prefect_ui  # noqa: E402
+from vocabulary import MODALITIES  # noqa: E402
+from vocabulary.atomic import write_parquet  # noqa: E402
 
 
 def scaled_corpus(demo: Path, out: Path, copies: int) -> Path:

@@ -10,7 +10,7 @@ temporary git + DVC repo, as a fresh clone is, then times:
 - a no-op ``dvc repro`` and a ``dvc status`` with nothing changed (target < 5 s), median of
   ``--noop-runs`` runs.
 
-The first stage starts the shared Prefect server in the background (mcncl/ui.py); later
+The first stage starts the shared Prefect server in the background (mcncl/server.py); later
 stages report to it. ``--ui`` first starts the server (as ``make ui`` does).
 """
 

@@ -53,7 +53,6 @@ from sklearn.metrics import accuracy_score, f1_score  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
-from extractors.atomic import write_parquet  # noqa: E402
 from extractors.base import config_hash  # noqa: E402
 from extractors.corpora import prepare_corpus  # noqa: E402
 from fusion.ablations import with_overrides  # noqa: E402
@@ -64,6 +63,7 @@ from fusion.evaluate import evaluate  # noqa: E402
 from fusion.seeds import train_seeds  # noqa: E402
 from fusion.tensors import build_tensors  # noqa: E402
 from mcncl.config import Params, load_params  # noqa: E402
+from vocabulary.atomic import write_parquet  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"

@@ -34,13 +34,13 @@ go_offline()
 
 from side_by_side import extract_in_process, run_jobs  # noqa: E402
 
-from extractors.atomic import write_parquet  # noqa: E402
 from extractors.corpora import prepare_corpus  # noqa: E402
-from extractors.text_finetune import finetune_text, read_card, text_config_for  # noqa: E402
 from fusion.evaluate import evaluate  # noqa: E402
 from fusion.tensors import build_tensors  # noqa: E402
+from fusion.text_finetune import finetune_text, read_card, text_config_for  # noqa: E402
 from fusion.train import train  # noqa: E402
 from mcncl.config import load_params  # noqa: E402
+from vocabulary.atomic import write_parquet  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 MELD = REPO.parent / "shared" / "data" / "meld"

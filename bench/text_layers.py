@@ -25,7 +25,7 @@ from sklearn.metrics import f1_score  # noqa: E402
 
 from extractors.configs import PACKAGED_MODEL  # noqa: E402
 from extractors.corpora import prepare_corpus  # noqa: E402
-from extractors.text import load_encoder, model_path  # noqa: E402
+from extractors.text.extractor import load_encoder, model_path  # noqa: E402
 
 
 def pooled_states(texts: list[str], batch: int = 128) -> np.ndarray:

@@ -23,10 +23,10 @@ go_offline()
 import pyarrow.compute as pc  # noqa: E402
 from extract import REPO, SHARED, plain_loop  # noqa: E402
 
-from extractors.atomic import write_parquet  # noqa: E402
 from extractors.configs import PACKAGED_MODEL  # noqa: E402
 from extractors.corpora import prepare_corpus  # noqa: E402
 from mcncl.config import load_params  # noqa: E402
+from vocabulary.atomic import write_parquet  # noqa: E402
 
 
 def main() -> None:

@@ -33,7 +33,8 @@ from fusion.config import ModelConfig, TrainConfig  # noqa: E402
 from fusion.data import batches, load_split  # noqa: E402
 from fusion.losses import total_loss  # noqa: E402
 from fusion.model import build_model  # noqa: E402
-from fusion.train import pick_device, train  # noqa: E402
+from fusion.train import train  # noqa: E402
+from fusion.training import pick_device  # noqa: E402
 
 SHAPES = {"text": (40, 384), "acoustic": (100, 25), "facial": (50, 17)}
 LABELS = ["neutral", "joy", "surprise", "anger", "sadness", "disgust", "fear"]

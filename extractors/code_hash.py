@@ -22,7 +22,7 @@ from importlib.machinery import ModuleSpec, PathFinder
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("extractors", "flows", "fusion", "mcncl")
+PACKAGES = ("vocabulary", "extractors", "flows", "fusion", "mcncl")  # the project's
 
 
 @functools.lru_cache(maxsize=32)

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 
 from extractors.base import UtteranceInput
 from extractors.corpora.manifest import corpus_root
-from extractors.text import previous_turns
+from extractors.text.extractor import previous_turns
 
 
 def read_inputs(manifest: Path, history: int = 0) -> list[UtteranceInput]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from extractors.base import Extractor
+from vocabulary import MODALITIES
 
-MODALITIES = ("acoustic", "facial", "text")
 # Workers beyond one per core that still add throughput: MediaPipe detects in its own thread
 # while the calling thread waits, so one more facial worker decodes meanwhile (+5% frames/s on
 # 2 cores; bench/facial.py).
@@ -17,7 +17,7 @@ def make_extractor(modality: str, config: Any) -> Extractor:
     """A new extractor for ``modality``; its heavy imports (openSMILE, torch) happen here."""
     if modality == "acoustic":
         if config.backend == "hf":
-            from extractors.hf_audio import HFAudioExtractor
+            from extractors.acoustic.hf_encoder import HFAudioExtractor
 
             return HFAudioExtractor(config)
         if config.backend != "opensmile":

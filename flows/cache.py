@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from extractors.atomic import atomic_path
 from extractors.base import Failure, Result
+from vocabulary.atomic import atomic_path
 
 FAILURE_SCHEMA = pa.schema([("kind", pa.string()), ("message", pa.string())])
 UNCACHED_KINDS = {"internal", "no_media", "missing_file"}

@@ -18,7 +18,7 @@ from prefect import flow, tags, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows.layout import Layout
+from vocabulary.layout import Layout
 
 T = TypeVar("T")
 Rows = list[dict[str, object]]
@@ -86,7 +86,7 @@ def manifest_stage(layout: Layout, kind: str, root: str, **options: Any) -> tupl
 
 def finetune_text_stage(layout: Layout, config: Any, text: Any, echo: Echo = print) -> dict:
     """The text encoder fine-tuned on train, selected on dev, saved to ``layout.text_encoder``."""
-    from extractors.text_finetune import finetune_text as run
+    from fusion.text_finetune import finetune_text as run
 
     return run_stage("finetune_text", layout.corpus,
                      lambda: run(layout.manifest, layout.text_encoder, config, text, echo),

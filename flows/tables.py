@@ -8,9 +8,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from extractors.atomic import atomic_path
 from extractors.base import Extractor, Failure, schema_metadata
 from flows.cache import one_row_table
+from vocabulary.atomic import atomic_path
 
 ERROR_SCHEMA = pa.schema([("utterance_id", pa.string()), ("stage", pa.string()),
                           ("kind", pa.string()), ("message", pa.string())])

@@ -25,8 +25,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from extractors.atomic import atomic_path
 from fusion.config import DELETED, RENAMED, renamed, without_deleted_tensors
+from vocabulary.atomic import atomic_path
 
 MODEL = "model.safetensors"  # the best epoch: weights, configs, labels, statistics, dev scores
 LAST = "last.safetensors"  # the last finished epoch, for --resume (scratch, git-ignored)

@@ -5,9 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-# The model's streams, in its order; the same modalities as extractors/registry.py's (their
-# feature tables' names), which tests/test_config.py checks.
-MODALITIES = ("text", "acoustic", "facial")
+from vocabulary import MODALITIES
+
 RENAMED = {"audio": "acoustic", "visual": "facial"}  # earlier names: old params, checkpoints
 
 

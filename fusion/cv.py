@@ -27,16 +27,16 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
-from extractors.atomic import write_parquet, write_text
 from extractors.corpora.iemocap import session
-from extractors.text_finetune import HEAD
 from fusion.config import ModelConfig, TensorConfig, TrainConfig
 from fusion.data import load_split
 from fusion.evaluate import load_model
 from fusion.metrics import scores
 from fusion.seeds import train_seeds
 from fusion.tensors import build_tensors
+from fusion.text_finetune import HEAD
 from fusion.train import predict
+from vocabulary.atomic import write_parquet, write_text
 
 IEMOCAP_FOLDS = 5  # leave-one-session-out: one fold per IEMOCAP session
 FIGURES = ("weighted_f1", "macro_f1")  # what each fold reports, summarised over the folds

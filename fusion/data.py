@@ -19,7 +19,8 @@ import torch
 from safetensors.torch import load_file
 from torch import Tensor
 
-from fusion.config import MODALITIES, RENAMED, without_deleted_tensors
+from fusion.config import RENAMED, without_deleted_tensors
+from vocabulary import MODALITIES
 
 
 def load_meta(tensor_dir: Path) -> dict:

@@ -16,12 +16,12 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from extractors.atomic import write_parquet, write_text
 from fusion.checkpoint import MODEL, check_provenance, load_checkpoint
 from fusion.data import load_meta, load_split, size
 from fusion.metrics import scores, weighted_f1
 from fusion.model import model_from_checkpoint
 from fusion.train import predict
+from vocabulary.atomic import write_parquet, write_text
 
 
 def load_model(model_dir: Path, device: torch.device = torch.device("cpu")):

@@ -19,13 +19,13 @@ from pathlib import Path
 
 import torch
 
-from extractors.atomic import write_text
 from fusion.checkpoint import MODEL, load_checkpoint, save_checkpoint
 from fusion.config import ModelConfig, TrainConfig
 from fusion.data import load_split
 from fusion.metrics import scores
 from fusion.model import model_from_checkpoint
 from fusion.train import predict, train
+from vocabulary.atomic import write_text
 
 COMBINE = ("best", "average")
 

@@ -37,13 +37,13 @@ import numpy as np
 import pyarrow.parquet as pq
 from safetensors.numpy import save_file
 
-from extractors.atomic import atomic_path, write_text
 from extractors.base import RUN_ONLY
 from extractors.configs import AcousticConfig, FacialConfig, TextConfig
 from extractors.corpora.manifest import manifest_labels
 from fusion.config import TensorConfig
+from vocabulary import SPLITS
+from vocabulary.atomic import atomic_path, write_text
 
-SPLITS = ("train", "dev", "test")
 DTYPE = np.float16  # storage precision of the feature tensors (integers keep their own)
 EXTRACTOR_CONFIGS = {"text": TextConfig, "acoustic": AcousticConfig, "facial": FacialConfig}
 

@@ -4,7 +4,8 @@ Runs on CPU or CUDA (bf16 autocast there) and under ``torchrun`` (DistributedDat
 gloo on CPU, NCCL on CUDA; each rank trains on its share of every epoch's batches, every rank
 evaluates dev; rank 0 decides early stopping and the best checkpoint and tells the others, and
 writes). Every rank takes the same number of steps; dropout is seeded per rank. Same params
-and data give the same metrics on CPU.
+and data give the same metrics on CPU. The schedule, seeding, device and best-epoch
+bookkeeping come from the training toolkit (``fusion/training.py``).
 
 :func:`train` is the loop; its steps are :func:`set_up` (once), then per epoch
 :func:`train_epoch`, :func:`evaluate_dev` and :func:`save_epoch` (rank 0).
@@ -16,9 +17,7 @@ import atexit
 import csv
 import functools
 import io
-import math
 import os
-import random
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,32 +27,27 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from extractors.atomic import write_text
 from fusion.checkpoint import LAST, MODEL, load_checkpoint, save_checkpoint
-from fusion.config import MODALITIES, ModelConfig, TrainConfig
+from fusion.config import ModelConfig, TrainConfig
 from fusion.data import batches, epoch_plan, load_meta, load_split, size, take
 from fusion.losses import log_prior, total_loss
 from fusion.metrics import scores
 from fusion.model import MCNCL, build_model
+from fusion.training import (
+    improves,
+    lr_factor,
+    new_state,
+    pick_device,
+    record_epoch,
+    seed_everything,
+)
+from vocabulary import MODALITIES
+from vocabulary.atomic import write_text
 
 # train_log.csv holds what training computes (the same on every rerun: it is tracked); the
 # seconds per epoch go to train_times.csv beside it, which nothing tracks
 LOG_COLUMNS = ("epoch", "train_loss", "dev_weighted_f1", "dev_accuracy", "lr")
 TIME_COLUMNS = ("epoch", "seconds")
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("train.device is cuda but no CUDA device is visible; use auto or cpu.")
-    return torch.device(name)
 
 
 def predict(model: nn.Module, split: dict, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -64,18 +58,6 @@ def predict(model: nn.Module, split: dict, batch_size: int) -> tuple[np.ndarray,
         for batch in batches(split, batch_size, by_dialogue=model.config.context != "none"):
             probs[batch["index"].cpu()] = torch.softmax(model(batch)[0].float(), dim=-1).cpu()
     return probs.numpy(), split["label"].cpu().numpy()
-
-
-def lr_factor(step: int, warmup: int, total: int) -> float:
-    """The learning rate of optimizer step ``step`` (0-based) as a share of ``train.lr``.
-
-    Linear warm-up over ``warmup`` steps to 1, then cosine decay that reaches 0 exactly at the
-    last step (``total - 1``), where ``total`` counts the real batches of every epoch.
-    """
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - 1 - warmup))
-    return 0.5 * (1 + math.cos(math.pi * progress))
 
 
 @dataclass
@@ -103,7 +85,7 @@ def train(tensor_dir: Path, out_dir: Path, model_config: ModelConfig, config: Tr
     its scores."""
     run = set_up(tensor_dir, model_config, config)
     out_dir.mkdir(parents=True, exist_ok=True)
-    state = {"epoch": 0, "best": -1.0, "stale": 0, "log": []}
+    state = new_state()
     if resume and (out_dir / LAST).is_file():
         state = _load_last(out_dir / LAST, run)
         echo(f"resuming after epoch {state['epoch']} (best dev weighted-F1 {state['best']:.4f})")
@@ -114,11 +96,8 @@ def train(tensor_dir: Path, out_dir: Path, model_config: ModelConfig, config: Tr
         row = {"epoch": epoch, "train_loss": train_loss, "dev_weighted_f1": dev["weighted_f1"],
                "dev_accuracy": dev["accuracy"], "lr": run.schedule.get_last_lr()[0],
                "seconds": time.perf_counter() - started}
-        state["log"].append(row)
-        improved = _from_rank_0(dev["weighted_f1"] > state["best"], run.world, run.device)
-        state["best"] = dev["weighted_f1"] if improved else state["best"]
-        state["stale"] = 0 if improved else state["stale"] + 1
-        state["epoch"] = epoch
+        improved = _from_rank_0(improves(state, dev["weighted_f1"]), run.world, run.device)
+        record_epoch(state, row, dev["weighted_f1"], improved)
         if run.rank == 0:
             echo(f"epoch {epoch:3d}  loss {train_loss:.4f}  dev weighted-F1 "
                  f"{row['dev_weighted_f1']:.4f}  acc {row['dev_accuracy']:.4f}  "

@@ -16,8 +16,7 @@ from pathlib import Path
 
 import typer
 
-from mcncl import show
-from mcncl import ui as server
+from mcncl import server, show
 from mcncl.offline import go_offline
 
 go_offline()
@@ -25,8 +24,8 @@ go_offline()
 from extractors import atomic  # noqa: E402
 from extractors.corpora import KINDS  # noqa: E402
 from flows.errors import StageError  # noqa: E402
-from flows.layout import Layout  # noqa: E402
 from mcncl.config import CorpusConfig, Params, load_params, refuse_inert  # noqa: E402
+from vocabulary.layout import Layout  # noqa: E402
 
 _exit_status: list[int] = []  # the command's exit status, once it has ended
 
@@ -71,7 +70,7 @@ CORPUS = typer.Option("", "--corpus", "-c",
                       help="A corpus name under corpora in params.yaml (default: the first).")
 # What a user can fix: bad params or input (ValueError and its kin: ConfigError, CorpusError,
 # ...), files (OSError), a stage that cannot finish, a server that does not start.
-USER_ERRORS = (ValueError, OSError, StageError, server.UiError)
+USER_ERRORS = (ValueError, OSError, StageError, server.ServerError)
 
 
 def command(group: typer.Typer, name: str) -> Callable:
@@ -91,7 +90,7 @@ def command(group: typer.Typer, name: str) -> Callable:
 
 def _start(params: Path, corpus: str = "", *modules: str) -> tuple[Params, Layout]:
     """First in a command that runs a flow, before Prefect is imported: its runs go to the
-    shared server, started in the background when none runs (mcncl/ui.py). The params are
+    shared server, started in the background when none runs (mcncl/server.py). The params are
     read and the stage's modules imported while that server starts; then wait for it."""
     server.connect(show.line)
     config = load_params(params)
@@ -155,8 +154,8 @@ def extract(
     params: Path = PARAMS,
 ) -> None:
     """Extract one modality's features for a manifest (a Prefect flow; the DVC stages run this)."""
-    from extractors.registry import MODALITIES
-    from extractors.text_finetune import text_config_for
+    from fusion.text_finetune import text_config_for
+    from vocabulary import MODALITIES
 
     if modality not in MODALITIES:
         raise ValueError(f"modality {modality!r} is unknown; use one of {', '.join(MODALITIES)}.")
@@ -176,7 +175,7 @@ def extract(
 @command(finetune_app, "text")
 def finetune_text(corpus: str = CORPUS, params: Path = PARAMS) -> None:
     """DVC stage finetune_text: the text encoder fine-tuned on train, selected on dev."""
-    config, layout = _start(params, corpus, "extractors.text_finetune")
+    config, layout = _start(params, corpus, "fusion.text_finetune")
     from flows import stages
 
     card = stages.finetune_text_stage(layout, config.finetune, config.text, show.line)
@@ -246,7 +245,7 @@ def predict_command(
     params: Path = PARAMS,
 ) -> None:
     """The emotion distribution of new clips, from the model trained on a corpus."""
-    from extractors.text_finetune import text_config_for
+    from fusion.text_finetune import text_config_for
     from mcncl.predict import clips_in, predict_clip, predict_clips
 
     config = load_params(params)

@@ -22,7 +22,6 @@ from pathlib import Path
 import pyarrow as pa
 import torch
 
-from extractors.atomic import write_parquet
 from extractors.base import MODEL_FIELDS, Failure, UtteranceInput
 from extractors.configs import PACKAGED_MODEL
 from extractors.registry import make_extractor
@@ -33,6 +32,7 @@ from fusion.data import load_split
 from fusion.evaluate import load_model
 from fusion.tensors import build_tensors, feature_settings
 from fusion.train import predict
+from vocabulary.atomic import write_parquet
 
 
 class PredictError(ValueError):

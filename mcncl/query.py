@@ -14,7 +14,8 @@ from pathlib import Path
 
 import duckdb
 
-from flows.layout import Layout
+from vocabulary import MODALITIES
+from vocabulary.layout import Layout
 
 FORMATS = ("table", "csv", "parquet")
 
@@ -30,7 +31,7 @@ def view_sources(data: Path, corpus: str) -> dict[str, str]:
     :func:`glob_literal`); ``errors`` reads every ``*.parquet`` of the corpus's error folder."""
     layout = Layout(corpus, data)
     candidates = {"manifest": layout.manifest,
-                  **{m: layout.feature_table(m) for m in ("acoustic", "facial", "text")},
+                  **{m: layout.feature_table(m) for m in MODALITIES},
                   "predictions": layout.predictions}
     sources = {name: glob_literal(path) for name, path in candidates.items() if path.is_file()}
     if list(layout.errors.glob("*.parquet")):

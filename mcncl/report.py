@@ -18,10 +18,10 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 
-from extractors.atomic import write_text
-from extractors.registry import MODALITIES
-from flows.layout import Layout
 from mcncl.query import glob_literal
+from vocabulary import MODALITIES
+from vocabulary.atomic import write_text
+from vocabulary.layout import Layout
 
 STYLE = """
 body{font:15px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:60rem;color:#222}
@@ -207,7 +207,7 @@ def _face_coverage(features: Path) -> str:
     """A histogram of the facial table's per-utterance coverage, and its face_lost count."""
     if not features.is_file() or "coverage" not in pq.read_schema(features).names:
         return "<p class=muted>no facial features with coverage</p>"
-    from extractors.face_coverage import BINS, coverage_histogram
+    from extractors.facial.coverage import BINS, coverage_histogram
 
     values = [v for v in pq.read_table(features, columns=["coverage"])["coverage"].to_pylist()
               if v is not None]

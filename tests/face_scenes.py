@@ -140,7 +140,7 @@ AU_FAMILIES = {"brows": ("AU01", "AU02", "AU04"), "eyes": ("AU05", "AU06", "AU07
 def au_family_correlations(closeups: list[dict], smalls: list[dict]) -> dict[str, float]:
     """Per AU family, the mean over its AUs of the Pearson correlation between the close-up's
     and the small face's AU time series (frames where both have the face, all clips joined)."""
-    from extractors.face_aus import AUS
+    from extractors.facial.aus import AUS
 
     pairs = [(a, b) for near, far in zip(closeups, smalls, strict=True)
              for a, b in zip(near["aus"], far["aus"], strict=False)

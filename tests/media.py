@@ -62,8 +62,8 @@ def make_speech_corpus(root: Path, n: int, bad: dict[str, bytes] | None = None) 
 
     Returns the manifest path (``root/manifest.parquet``).
     """
-    from extractors.atomic import write_parquet
     from extractors.corpora.csv_corpus import prepare_csv
+    from vocabulary.atomic import write_parquet
 
     rows = [["utterance_id", "text", "label", "split", "audio_path"]]
     for i in range(n):

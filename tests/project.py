@@ -18,7 +18,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 COPIED = ["dvc.yaml", "params.yaml", ".dvc/config", ".dvcignore", ".gitignore", "mcncl",
-          "extractors", "flows", "fusion", "data/demo_script.csv"]
+          "vocabulary", "extractors", "flows", "fusion", "data/demo_script.csv"]
 GIT_USER = {"GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.org",
             "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.org"}
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from extractors.atomic import atomic_path, write_text
+from vocabulary.atomic import atomic_path, write_text
 
 
 def test_write_is_whole_with_usual_permissions_and_no_temporary(tmp_path: Path):

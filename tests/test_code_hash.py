@@ -18,9 +18,10 @@ from extractors.code_hash import code_hash, project_modules
 from tests.media import make_clip
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("extractors", "flows", "fusion", "mcncl")
-EXTRACTORS = {"acoustic": "extractors.acoustic", "hf_audio": "extractors.hf_audio",
-              "text": "extractors.text", "facial": "extractors.facial"}
+PACKAGES = ("vocabulary", "extractors", "flows", "fusion", "mcncl")
+EXTRACTORS = {"acoustic": "extractors.acoustic.extractor",
+              "hf_audio": "extractors.acoustic.hf_encoder",
+              "text": "extractors.text.extractor", "facial": "extractors.facial.extractor"}
 
 
 def copy_packages(dest: Path) -> Path:
@@ -37,16 +38,14 @@ def hashes(root: Path) -> dict[str, str]:
 
 def test_each_extractor_hashes_the_modules_it_imports_and_no_other_modalitys():
     modules = {name: set(project_modules(module)) for name, module in EXTRACTORS.items()}
-    assert {"extractors", "extractors.acoustic", "extractors.audio", "extractors.base",
-            "extractors.configs"} <= modules["acoustic"]
+    assert {"extractors", "extractors.acoustic", "extractors.acoustic.extractor",
+            "extractors.audio", "extractors.base", "extractors.configs"} <= modules["acoustic"]
     assert modules["acoustic"] < modules["hf_audio"]  # hf_audio builds on the acoustic module
-    assert {"extractors.text", "extractors.layers"} <= modules["text"]
+    assert {"extractors.text", "extractors.text.extractor", "extractors.layers"} <= modules["text"]
     # lazy imports inside a function count: the backends are imported when one is chosen
-    assert {"extractors.mediapipe_backend", "extractors.pyfeat_backend",
-            "extractors.face_tracks", "extractors.video"} <= modules["facial"]
-    facial = {m for m in modules["facial"] if m.startswith(("extractors.face", "extractors.video",
-                                                            "extractors.mediapipe",
-                                                            "extractors.pyfeat"))}
+    assert {"extractors.facial.mediapipe_backend", "extractors.facial.pyfeat_backend",
+            "extractors.facial.tracks", "extractors.facial.video"} <= modules["facial"]
+    facial = {m for m in modules["facial"] if m.startswith("extractors.facial")}
     assert not modules["acoustic"] & ({"extractors.text", "extractors.layers"} | facial)
     assert not modules["text"] & ({"extractors.acoustic", "extractors.audio"} | facial)
     assert not modules["facial"] & {"extractors.text", "extractors.acoustic", "extractors.layers"}
@@ -60,9 +59,9 @@ def test_the_hash_is_of_the_source_not_of_where_it_lies(tmp_path: Path):
 
 
 @pytest.mark.parametrize(("edited", "changed"), [
-    ("extractors/acoustic.py", {"acoustic", "hf_audio"}),
-    ("extractors/text.py", {"text"}),
-    ("extractors/pyfeat_backend.py", {"facial"}),  # imported inside a function only
+    ("extractors/acoustic/extractor.py", {"acoustic", "hf_audio"}),
+    ("extractors/text/extractor.py", {"text"}),
+    ("extractors/facial/pyfeat_backend.py", {"facial"}),  # imported inside a function only
     ("extractors/layers.py", {"hf_audio", "text"}),
     ("extractors/base.py", set(EXTRACTORS)),
     ("extractors/registry.py", set()),
@@ -86,6 +85,10 @@ def test_a_lazy_import_inside_a_function_and_a_relative_import_count(tmp_path: P
         "def f():\n    from . import extra\n    import extractors.deep\n    return extra\n")
     assert {"extractors", "extractors.lazy", "extractors.extra", "extractors.deep"} == set(
         project_modules("extractors.lazy", root))
+
+
+def test_the_vocabulary_package_is_project_code_too():
+    assert {"vocabulary", "vocabulary.atomic"} <= set(project_modules("extractors.corpora"))
 
 
 SCRIPT = """
@@ -128,6 +131,6 @@ def test_after_an_edit_to_the_acoustic_extractor_only_its_cache_entries_miss(tmp
         return hits
 
     assert run() == {"acoustic": False, "facial": False}
-    with open(root / "extractors" / "acoustic.py", "a") as fh:
+    with open(root / "extractors" / "acoustic" / "extractor.py", "a") as fh:
         fh.write("\nNATIVE_HOP_MS = 10  # an edit that changes nothing computed\n")
     assert run() == {"acoustic": False, "facial": True}

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from extractors.registry import MODALITIES as EXTRACTED
-from fusion.config import MODALITIES, TensorConfig
+from fusion.config import ModelConfig, TensorConfig
+from fusion.tensors import EXTRACTOR_CONFIGS
 from mcncl.config import ConfigError, CorpusConfig, Params, load_params, refuse_inert
+from vocabulary import MODALITIES
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -93,7 +94,9 @@ def test_a_corpus_overrides_model_and_train_for_itself_only(tmp_path: Path):
 
 
 def test_the_model_reads_the_modalities_the_extractors_write():
-    assert sorted(MODALITIES) == sorted(EXTRACTED)  # one vocabulary: text, acoustic, facial
+    # one vocabulary, in one order: text, acoustic, facial
+    assert tuple(EXTRACTOR_CONFIGS) == ModelConfig().modalities == MODALITIES
+    assert all(is_dataclass(getattr(load_params(REPO / "params.yaml"), m)) for m in MODALITIES)
 
 
 def test_the_earlier_modality_names_load_as_todays_with_a_hint(tmp_path: Path, capsys):

@@ -59,8 +59,8 @@ def test_adding_one_clip_computes_one_and_config_change_recomputes(corpus: Path,
     make_speech(root / "clips" / "new.wav", "A brand new clip arrives.")
     with open(root / "corpus.csv", "a", encoding="utf-8") as fh:
         fh.write("new,A brand new clip arrives.,a,dev,clips/new.wav\n")
-    from extractors.atomic import write_parquet
     from extractors.corpora.csv_corpus import prepare_csv
+    from vocabulary.atomic import write_parquet
 
     write_parquet(prepare_csv(root / "corpus.csv", name="speech")[0], corpus)
     again = run(corpus, tmp_path)

@@ -7,10 +7,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from extractors.face_aus import AUS
-from extractors.face_coverage import coverage_histogram, coverage_markdown
-from extractors.face_speaker import choose_speaker, loudness_envelope, prominence
-from extractors.face_tracks import Face, iou, track_faces
+from extractors.facial.aus import AUS
+from extractors.facial.coverage import coverage_histogram, coverage_markdown
+from extractors.facial.speaker import choose_speaker, loudness_envelope, prominence
+from extractors.facial.tracks import Face, iou, track_faces
 
 MOUTH = [AUS.index("AU25"), AUS.index("AU26")]
 

@@ -12,7 +12,7 @@ import pytest
 from extractors.base import Failure, UtteranceInput
 from extractors.corpora.demo import feat_data_dir
 from extractors.facial import AUS, FacialConfig, FacialExtractor
-from extractors.video import sample_frames
+from extractors.facial.video import sample_frames
 from tests.media import make_clip
 
 FEAT = feat_data_dir()

@@ -21,13 +21,13 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from extractors.atomic import write_parquet
 from extractors.corpora.csv_corpus import prepare_csv
 from extractors.corpora.demo import feat_data_dir
 from fusion.checkpoint import load_checkpoint
 from tests.media import make_speech_corpus
 from tests.project import prefect_ui, run_in, tool_env
 from tests.tensor_cache import make_tensor_cache
+from vocabulary.atomic import write_parquet
 
 PHOTOS = ["0-f15-hao-ph.jpg", "0-f1-su-ph.jpg", "15-f13-anc-ph.jpg", "45-m7-di-ph.jpg"]
 

@@ -21,7 +21,8 @@ from fusion.losses import adjust_logits, contrastive_loss, log_prior, total_loss
 from fusion.metrics import scores
 from fusion.model import DialogueContext
 from fusion.tensors import build_tensors, speaker_in_dialogue
-from fusion.train import lr_factor, train
+from fusion.train import train
+from fusion.training import lr_factor
 from tests.tensor_cache import make_tensor_cache, write_corpus
 
 SMALL = ModelConfig(d_model=16, n_heads=2, n_layers=1)
@@ -280,9 +281,9 @@ def test_a_seed_ensemble_predicts_the_mean_of_its_members(tmp_path: Path):
 
 
 def test_report_shows_seeds_and_the_scored_coverage(tmp_path: Path):
-    from flows.layout import Layout
     from mcncl.report import build_report
     from tests.test_report import cells, make_run
+    from vocabulary.layout import Layout
 
     make_run(tmp_path)
     path = tmp_path / "models" / "c" / "metrics.json"

@@ -1,5 +1,5 @@
-"""dvc.yaml writes the same paths as :class:`flows.layout.Layout`, the one layout in code, and
-every stage depends on the whole of the code it runs."""
+"""dvc.yaml writes the same paths as :class:`vocabulary.layout.Layout`, the one layout in code,
+and every stage depends on the whole of the code it runs."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ from pathlib import Path
 
 import yaml
 
-from flows.layout import Layout
+from vocabulary.layout import Layout
 
 REPO = Path(__file__).resolve().parents[1]
 KEY = "${key}"
-CODE = ["extractors", "flows", "fusion", "mcncl"]  # every stage runs mcncl/cli.py: all four
+CODE = ["vocabulary", "extractors", "flows", "fusion", "mcncl"]  # mcncl/cli.py imports all five
 
 
 def layout_paths(layout: Layout) -> set[str]:
@@ -46,18 +46,18 @@ def test_every_corpus_path_in_dvc_yaml_is_the_layouts():
     # evaluate's plots are its own files in the model folder, which the layout does not list
     foreign = {p: n for p, n in named.items()
                if p not in known and Path(p).parent != layout.models}
-    assert not foreign, f"dvc.yaml paths that flows/layout.py does not give: {foreign}"
+    assert not foreign, f"dvc.yaml paths that vocabulary/layout.py does not give: {foreign}"
     assert {str(layout.manifest), str(layout.text_encoder), str(layout.checkpoint),
             str(layout.metrics), str(layout.tensors)} <= set(named)
 
 
-def test_every_stage_depends_on_the_four_code_folders_and_its_data_only():
+def test_every_stage_depends_on_the_five_code_folders_and_its_data_only():
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     for name, stage in stages.items():
         deps = stage.get("do", stage)["deps"]
         assert deps[:len(CODE)] == CODE, f"{name}: deps must start with the code folders {CODE}"
         other = [d for d in deps[len(CODE):] if not d.startswith(("data/", "${"))]
-        assert not other, f"{name}: code deps beside the four folders: {other}"
+        assert not other, f"{name}: code deps beside the five folders: {other}"
 
 
 def test_bytecode_does_not_change_the_code_folders_hashes(tmp_path: Path):

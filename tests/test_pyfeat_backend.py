@@ -13,7 +13,7 @@ from extractors.base import UtteranceInput
 from extractors.code_hash import code_hash
 from extractors.corpora.demo import feat_data_dir
 from extractors.facial import AUS, FacialConfig, FacialExtractor
-from extractors.pyfeat_backend import find_weights
+from extractors.facial.pyfeat_backend import find_weights
 
 
 def test_missing_weights_give_one_clear_error(tmp_path: Path):
@@ -47,7 +47,7 @@ def test_pyfeat_backend_runs_through_pyfeat(tmp_path: Path, detector: str, faces
         extractor = FacialExtractor(FacialConfig(backend="pyfeat", pyfeat_detector=detector,
                                                  detector=faces, fps=2.0))
         assert extractor.version.startswith(
-            f"{code_hash('extractors.facial')}+py-feat-2.1.5+{detector}+")
+            f"{code_hash('extractors.facial.extractor')}+py-feat-2.1.5+{detector}+")
         row = extractor.extract([UtteranceInput(
             "u", "", None, str(feat_data_dir() / "single_face.mp4"))])[0]
     finally:

@@ -7,12 +7,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from extractors.atomic import write_parquet
 from extractors.corpora.ravdess import prepare_ravdess
 from flows.config import ExtractConfig
 from flows.extract import run_extraction
 from tests.conftest import SHARED_DATA
 from tests.media import egemaps
+from vocabulary.atomic import write_parquet
 
 pytestmark = pytest.mark.realdata
 

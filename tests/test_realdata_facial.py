@@ -6,7 +6,6 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from extractors.atomic import write_parquet
 from extractors.corpora.ravdess import prepare_ravdess
 from extractors.facial import AUS, FacialConfig
 from flows.config import ExtractConfig
@@ -19,6 +18,7 @@ from tests.face_scenes import (
     small_face_scenes,
     two_face_scenes,
 )
+from vocabulary.atomic import write_parquet
 
 pytestmark = pytest.mark.realdata
 

@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from flows.layout import Layout
 from mcncl.report import ReportError, build_report, write_report
+from vocabulary.layout import Layout
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -63,7 +63,8 @@ def test_report_holds_every_section_with_the_runs_numbers(tmp_path: Path):
     # confusion: rows actual, columns predicted, in the label set's order (joy, anger)
     assert cells(page, "<h2>Confusion matrix</h2>") == ["1", "0", "1", "0"]
     assert "data:image/png;base64," in page.split("<h2>Learning curve</h2>", 1)[1]
-    assert cells(page, "<h2>Coverage: utterances") == ["train", "4", "4", "3", "4", "test", "2",
+    # one column per modality in their one order: text, acoustic, facial
+    assert cells(page, "<h2>Coverage: utterances") == ["train", "4", "4", "4", "3", "test", "2",
                                                        "2", "2", "2"]
     assert cells(page, "Errors per stage") == ["facial", "no_face", "1"]
     coverage = cells(page, "<h2>Face coverage")

@@ -11,11 +11,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from flows.layout import Layout
 from mcncl.config import ConfigError, load_params
 from mcncl.query import QueryError, connect, sql_identifier, sql_string, view_sql
 from mcncl.report import build_report
 from tests.test_report import cells, make_run
+from vocabulary.layout import Layout
 
 REPO = Path(__file__).resolve().parents[1]
 

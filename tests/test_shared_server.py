@@ -1,4 +1,4 @@
-"""Stage processes share one background Prefect server (mcncl/ui.py), a real one on loopback.
+"""Stage processes share one background Prefect server (mcncl/server.py), a real one on loopback.
 
 Each test has its own Prefect home; what a test starts, it also sees stopped.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from mcncl import ui
+from mcncl import server
 from tests.project import api, free_port
 from tests.test_meld import row, write_csv
 
@@ -52,11 +52,11 @@ def finish(process: subprocess.Popen) -> tuple[int, str]:
 
 
 def launchers(env: dict) -> list[psutil.Process]:
-    """The server launchers (mcncl/idle.py) running for this test's Prefect home."""
+    """The server launchers (mcncl/server.py) running for this test's Prefect home."""
     found = []
     for process in psutil.process_iter(["cmdline"]):
         try:
-            if ("mcncl.idle" in (process.info["cmdline"] or [])
+            if ("mcncl.server" in (process.info["cmdline"] or [])
                     and process.environ().get("PREFECT_HOME") == env["PREFECT_HOME"]):
                 found.append(process)
         except psutil.Error:
@@ -165,17 +165,17 @@ def test_a_forged_or_unsafe_state_is_not_acted_on(tmp_path, monkeypatch):
     try:
         for state in ({"pid": victim.pid, "port": free_port(), "idle_stop_s": 0},
                       {"pid": "1; rm -rf /", "port": 80, "idle_stop_s": 0}, ["not", "a", "dict"]):
-            ui.path("state").write_text(json.dumps(state))
-            assert ui.read_state() is None and ui.running() is None
-            assert ui.stop() is False
+            server.path("state").write_text(json.dumps(state))
+            assert server.read_state() is None and server.running() is None
+            assert server.stop() is False
         assert victim.poll() is None  # not signalled
     finally:
         victim.kill()
         victim.wait()
-    folder = ui.state_dir()
+    folder = server.state_dir()
     folder.chmod(0o777)
-    with pytest.raises(ui.UiError, match=r"mcncl: .*mode 0700.*chmod 700"):
-        ui.path("state")
+    with pytest.raises(server.ServerError, match=r"mcncl: .*mode 0700.*chmod 700"):
+        server.path("state")
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or not Path("/usr/bin/python3").exists(),
@@ -188,11 +188,11 @@ def test_a_port_another_user_listens_on_is_not_taken_for_our_server():
                              stdout=subprocess.PIPE, text=True)
     try:
         assert other.stdout.readline() == "up\n"
-        assert ui.listener_is_ours(port) is False
+        assert server.listener_is_ours(port) is False
         with socket.socket() as own:
             own.bind(("127.0.0.1", 0))
             own.listen()
-            assert ui.listener_is_ours(own.getsockname()[1]) is True
+            assert server.listener_is_ours(own.getsockname()[1]) is True
     finally:
         other.kill()
         other.wait()

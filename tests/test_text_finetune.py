@@ -14,23 +14,24 @@ import pyarrow.parquet as pq
 import pytest
 from safetensors.torch import load_file, save_file
 
-from extractors import text_finetune
-from extractors.atomic import write_parquet
 from extractors.base import UtteranceInput
 from extractors.corpora import prepare_corpus
-from extractors.text import TextConfig, TextExtractor, model_input, previous_turns
-from extractors.text_finetune import (
+from extractors.text import TextConfig, TextExtractor
+from extractors.text.extractor import model_input, previous_turns
+from flows.config import ExtractConfig
+from flows.extract import run_extraction
+from fusion import text_finetune
+from fusion.text_finetune import (
     FinetuneConfig,
     FinetuneError,
     finetune_text,
-    lr_factor,
     read_card,
     text_config_for,
 )
-from flows.config import ExtractConfig
-from flows.extract import run_extraction
+from fusion.training import lr_factor
 from tests.media import make_speech_corpus
 from tests.tiny_models import tiny_bert
+from vocabulary.atomic import write_parquet
 
 QUICK = FinetuneConfig(enabled=True, epochs=1, batch_size=16, max_tokens=32, device="cpu")
 
@@ -80,10 +81,10 @@ def test_the_extractor_reads_the_context_it_is_configured_for():
 
 
 def test_learning_rate_warms_up_then_decays_to_zero():
-    factors = [lr_factor(step, 10, 2) for step in range(10)]
+    factors = [lr_factor(step, 2, 10, decay="linear") for step in range(10)]
     assert factors[:2] == [0.5, 1.0] and factors[2] == 1.0
     assert all(x > y for x, y in zip(factors[2:], factors[3:], strict=False))
-    assert lr_factor(10, 10, 2) == 0.0
+    assert lr_factor(10, 2, 10, decay="linear") == 0.0
 
 
 def test_finetuning_on_the_demo_gives_a_loadable_encoder_with_new_embeddings(finetuned):

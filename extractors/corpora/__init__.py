@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from extractors.atomic import write_parquet
 from extractors.corpora.csv_corpus import prepare_csv
 from extractors.corpora.iemocap import prepare_iemocap
 from extractors.corpora.manifest import CorpusError, Report, root_relative_to, split_counts
 from extractors.corpora.meld import prepare_meld
 from extractors.corpora.ravdess import prepare_ravdess
+from vocabulary.atomic import write_parquet
 
 KINDS = ("meld", "iemocap", "ravdess", "csv")
 

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-SPLITS = ("train", "dev", "test")
+from vocabulary import SPLITS
 
 SCHEMA = pa.schema(
     [

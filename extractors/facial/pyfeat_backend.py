@@ -5,7 +5,8 @@ py-feat fetches its weights from the Hugging Face hub into its own resource fold
 is missing the backend stops with one message naming the folder, the files and the
 ``hf download`` commands to fetch them on a connected machine. Like the MediaPipe backend it
 reports every face it finds (box, score, AUs, blendshapes where it has them, head pose), in a
-whole frame or in a face crop; ``extractors/facial.py`` tracks them and keeps the speaker's.
+whole frame or in a face crop; ``extractors/facial/extractor.py`` tracks them and keeps the
+speaker's.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from extractors.face_aus import AUS
-from extractors.face_tracks import Face
+from extractors.facial.aus import AUS
+from extractors.facial.tracks import Face
 
 POSE_COLUMNS = ("Yaw", "Pitch", "Roll")  # py-feat's head pose in degrees, in our order
 # detector → (hub repo under py-feat/, accepted file names) for its default arguments

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from extractors.acoustic import AcousticConfig, SpeechExtractor, pool_frames
+from extractors.acoustic.extractor import AcousticConfig, SpeechExtractor, pool_frames
 from extractors.base import weights_hash
 from extractors.code_hash import code_hash
 from extractors.layers import chosen_states, layer_choice

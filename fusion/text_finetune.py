@@ -3,13 +3,15 @@
 As COSMIC, EmoBERTa and TelME's text teacher do: the encoder (``text.model``) plus a linear
 head learns to classify the corpus's utterances on the **train split only**; the epoch with
 the best **dev** weighted-F1 is kept; the test split is never read. The inputs are built by
-:func:`extractors.text.model_input` with ``text.context`` previous turns, exactly as
+:func:`extractors.text.extractor.model_input` with ``text.context`` previous turns, exactly as
 extraction builds them. The result is a local sentence-transformers folder with the head
 (``classifier.safetensors``), published in ``data/models/<corpus>/text_encoder/`` as
 ``<content hash>/`` plus ``card.json`` (base model, settings, dev scores per epoch, date, and
 the folder's name and files with their sizes); ``extract_text`` then encodes with it. With
 ``finetune.enabled: false`` the folder holds only a card saying so, and extraction uses
-``text.model`` as before.
+``text.model`` as before. The schedule, seeding, device and best-epoch bookkeeping are
+MCN-CL's (``fusion/training.py``); the dev scores stay scikit-learn's, as the cards written so
+far have them (``fusion/metrics.py`` can differ in the last bit when a class is absent).
 
 Publishing is atomic (:func:`_publish`): the new model's folder is complete before the card,
 written last in one atomic step, names it; older folders go after. A run killed at any point
@@ -35,18 +37,25 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from extractors.atomic import write_text
 from extractors.base import weights_hash
-from extractors.configs import FinetuneConfig
+from extractors.configs import FinetuneConfig, TextConfig
 from extractors.corpora.manifest import manifest_labels
-from extractors.text import (
-    TextConfig,
+from extractors.text.extractor import (
     load_encoder,
     model_input,
     model_outputs,
     model_path,
     previous_turns,
 )
+from fusion.training import (
+    improves,
+    lr_factor,
+    new_state,
+    pick_device,
+    record_epoch,
+    seed_everything,
+)
+from vocabulary.atomic import write_text
 
 CARD = "card.json"
 HEAD = "classifier.safetensors"
@@ -91,13 +100,6 @@ def text_config_for(encoder_dir: Path, text: TextConfig) -> TextConfig:
     return replace(text, model=str(folder))
 
 
-def lr_factor(step: int, total: int, warmup: int) -> float:
-    """Linear warm-up to 1 over ``warmup`` steps, then linear decay to 0 at ``total``."""
-    if step < warmup:
-        return (step + 1) / warmup
-    return max(0.0, (total - step) / max(1, total - warmup))
-
-
 def applies(config: FinetuneConfig, corpus: str) -> bool:
     return config.enabled and (not config.corpora or corpus in config.corpora)
 
@@ -121,17 +123,17 @@ def finetune_text(manifest: Path, out: Path, config: FinetuneConfig, text: TextC
         if not any(r["split"] == split and (r["text"] or "").strip() for r in rows):
             raise FinetuneError(f"{manifest}: no {split} utterance with a transcript; "
                                 "fine-tuning trains on train and selects on dev.")
-    device = _device(config.device)
+    device = pick_device(config.device, "finetune.device", FinetuneError)
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
-    _seed(config.seed)
+    seed_everything(config.seed)
     base = model_path(text.model)
     model = load_encoder(base, str(device))
     model.max_seq_length = config.max_tokens
     data = _examples(rows, labels, text.context, model.tokenizer.sep_token or "|")
     head = torch.nn.Linear(model.get_embedding_dimension(), len(labels)).to(device)
     step = _training_step(model, head, config, len(data["train"]))
-    history, best, best_state = [], None, None
+    state, best, best_state = new_state(), None, None
     rng = random.Random(config.seed)
     for epoch in range(1, config.epochs + 1):
         start = time.perf_counter()
@@ -146,12 +148,14 @@ def finetune_text(manifest: Path, out: Path, config: FinetuneConfig, text: TextC
                      f"{np.mean(losses):.4f}, {time.perf_counter() - start:.0f} s")
         seconds = time.perf_counter() - start
         dev = _dev_scores(model, head, data["dev"], config.batch_size, device)
-        history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), **dev,
-                        "seconds": round(seconds, 1)})
+        row = {"epoch": epoch, "train_loss": float(np.mean(losses)), **dev,
+               "seconds": round(seconds, 1)}
         echo(f"finetune epoch {epoch}: loss {np.mean(losses):.4f}, dev weighted-F1 "
              f"{dev['dev_weighted_f1']:.4f}, accuracy {dev['dev_accuracy']:.4f} ({seconds:.0f} s)")
-        if best is None or dev["dev_weighted_f1"] > best["dev_weighted_f1"]:
-            best = history[-1]
+        improved = improves(state, dev["dev_weighted_f1"])
+        record_epoch(state, row, dev["dev_weighted_f1"], improved)
+        if improved:
+            best = row
             best_state = [{k: v.detach().cpu().clone() for k, v in m.state_dict().items()}
                           for m in (model, head)]
     model.load_state_dict(best_state[0])
@@ -160,7 +164,7 @@ def finetune_text(manifest: Path, out: Path, config: FinetuneConfig, text: TextC
         "context": text.context, "max_tokens": config.max_tokens, "labels": labels,
         "params": asdict(config), "best_epoch": best["epoch"],
         "dev_weighted_f1": best["dev_weighted_f1"], "dev_accuracy": best["dev_accuracy"],
-        "epochs": history, "train_utterances": len(data["train"]),
+        "epochs": state["log"], "train_utterances": len(data["train"]),
         "dev_utterances": len(data["dev"]), "device": str(device), "started": started_at,
         "versions": {p: importlib.metadata.version(p) for p in ("torch",
                                                                  "sentence-transformers")},
@@ -196,7 +200,8 @@ def _training_step(model, head, config: FinetuneConfig, n_train: int) -> Callabl
     ], weight_decay=config.weight_decay)
     total = math.ceil(n_train / config.batch_size) * config.epochs
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, total, int(config.warmup_ratio * total)))
+        optimizer,
+        lambda step: lr_factor(step, int(config.warmup_ratio * total), total, decay="linear"))
     parameters = [*model.parameters(), *head.parameters()]
 
     def step(batch: list[tuple[str, int]], device) -> float:
@@ -256,25 +261,6 @@ def _batches(examples: list, batch_size: int, rng: random.Random) -> list[list]:
                     for k in range(0, len(chunk), batch_size)]
     rng.shuffle(batches)
     return batches
-
-
-def _device(name: str):
-    import torch
-
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise FinetuneError("finetune.device is cuda but no CUDA device is visible; use auto "
-                            "or cpu.")
-    return torch.device(name)
-
-
-def _seed(seed: int) -> None:
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def _publish(out: Path, card: dict, fill: Callable[[Path], None] | None = None) -> None:

