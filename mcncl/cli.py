@@ -21,10 +21,10 @@ from mcncl.offline import go_offline
 
 go_offline()
 
-from extractors import atomic  # noqa: E402
 from extractors.corpora import KINDS  # noqa: E402
 from flows.errors import StageError  # noqa: E402
 from mcncl.config import CorpusConfig, Params, load_params, refuse_inert  # noqa: E402
+from vocabulary import atomic  # noqa: E402
 from vocabulary.layout import Layout  # noqa: E402
 
 _exit_status: list[int] = []  # the command's exit status, once it has ended

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from extractors.base import UtteranceInput
 from extractors.code_hash import code_hash
@@ -63,3 +64,4 @@ def test_pyfeat_backend_runs_through_pyfeat(tmp_path: Path, detector: str, faces
     boxes = np.stack(row["face_box"])
     assert boxes.shape == (5, 4) and np.all((boxes >= 0) & (boxes <= 1))
     assert np.stack(row["head_pose"]).shape == (5, 3)
+    assert torch.is_grad_enabled()  # py-feat's detectors switch it off; training still works

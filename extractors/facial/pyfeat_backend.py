@@ -123,6 +123,16 @@ class PyFeatBackend:
 
 
 def _make(name: str):
+    """The py-feat detector ``name``. Its face detectors' constructors call
+    ``torch.set_grad_enabled(False)``, which would switch autograd off for the whole thread
+    (a later training in the same process failed): the caller's mode is put back."""
+    import torch
+
+    with torch.set_grad_enabled(torch.is_grad_enabled()):
+        return _construct(name)
+
+
+def _construct(name: str):
     if name == "Detectorv2":
         from feat.detector_v2 import Detectorv2
 
