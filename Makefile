@@ -20,7 +20,8 @@ demo: setup
 
 test:
 	@bash scripts/setup.sh chromium
-	python -m pytest
+	# one worker per core (at most 4), a test file per worker: its module fixtures are built once
+	python -m pytest -n auto --maxprocesses 4 --dist loadfile
 
 lint: setup
 	ruff check .

@@ -54,11 +54,17 @@ def _mcncl_ui(home: Path, *args: str) -> str:
     return result.stdout
 
 
+# the longest files (minutes each), run first so that with pytest-xdist (`make test`) the
+# other worker takes the many short files meanwhile instead of waiting for them at the end
+LONGEST_FIRST = ("test_dvc_pipeline.py", "test_faults.py")
+
+
 def pytest_collection_modifyitems(items):
     skip = pytest.mark.skip(reason=f"{SHARED_DATA} is absent")
     for item in items:
         if "realdata" in item.keywords and not SHARED_DATA.is_dir():
             item.add_marker(skip)
+    items.sort(key=lambda item: item.path.name not in LONGEST_FIRST)
 
 
 @pytest.fixture(scope="session")
