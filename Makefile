@@ -18,9 +18,9 @@ demo: setup
 	mcncl report
 	dvc metrics show
 
+# one pytest worker per core (at most 4), a test file per worker: its module fixtures are built once
 test:
 	@bash scripts/setup.sh chromium
-	# one worker per core (at most 4), a test file per worker: its module fixtures are built once
 	python -m pytest -n auto --maxprocesses 4 --dist loadfile
 
 lint: setup

@@ -58,10 +58,10 @@ from extractors.corpora import prepare_corpus  # noqa: E402
 from fusion.ablations import with_overrides  # noqa: E402
 from fusion.checkpoint import MODEL, load_checkpoint  # noqa: E402
 from fusion.cv import run_cv  # noqa: E402
-from fusion.data import load_meta, load_split  # noqa: E402
-from fusion.evaluate import evaluate, load_model  # noqa: E402
-from fusion.losses import log_prior  # noqa: E402
+from fusion.data import load_split  # noqa: E402
+from fusion.evaluate import evaluate  # noqa: E402
 from fusion.metrics import scores  # noqa: E402
+from fusion.model import model_from_checkpoint  # noqa: E402
 from fusion.seeds import train_seeds  # noqa: E402
 from fusion.tensors import build_tensors  # noqa: E402
 from fusion.train import predict  # noqa: E402
@@ -93,8 +93,6 @@ CONFIGS: dict[str, dict[str, object]] = {  # name: params overrides
     "supcon": {**CONTRASTIVE, "train.hard_negative_beta": 0.0},
     "supcon-hn": {**CONTRASTIVE},  # hard negatives at train.hard_negative_beta (params)
     "context": {"train.contrastive_weight": 0.0, "model.context": "past_future"},
-    "logit-adjusted": {"train.contrastive_weight": 0.0, "train.logit_adjustment": 1.0},
-    "logit-adjusted-2": {"train.contrastive_weight": 0.0, "train.logit_adjustment": 2.0},
 }
 
 
@@ -202,7 +200,7 @@ def run_dev(task: str, names: list[str], sets: dict, seeds: int, epochs: int | N
     for name in names:
         mine = [next(values) for _ in range(seeds)]
         for label, scored in ((name, [r[:2] for r in mine]),
-                              (f"{name} + post-hoc τ", [r[2:] for r in mine])):
+                              (f"{name} + post-hoc τ (the default)", [r[2:] for r in mine])):
             print(f"| {task} | {label} | {_summary([w for w, _ in scored])} | "
                   f"{_summary([m for _, m in scored])} |", flush=True)
 
@@ -210,39 +208,24 @@ def run_dev(task: str, names: list[str], sets: dict, seeds: int, epochs: int | N
 def held_out_f1(name: str, tensor_dir: Path, work: Path, model,
                 config) -> tuple[float, float, float, float]:
     """One training (``train.seeds`` of them, combined) in a scratch folder, selected on the
-    inner dev split: the kept model's test weighted-F1 and macro-F1, in points, as it predicts
-    and with the post-hoc logit adjustment chosen on the inner dev split (:func:`post_hoc`)."""
+    inner dev split: the kept model's test weighted-F1 and macro-F1, in points, without and
+    with the post-hoc logit adjustment that training chose on the inner dev split."""
     with tempfile.TemporaryDirectory(dir=work) as out:
         train_seeds(tensor_dir, Path(out), model, config, echo=lambda *_: None)
-        inner = load_checkpoint(Path(out) / MODEL)["dev"]
-        test = evaluate(tensor_dir, Path(out), "test", echo=lambda *_: None)
-        tau, adjusted = post_hoc(tensor_dir, Path(out))
-    print(f"  {name}: inner dev weighted-F1 {100 * inner['weighted_f1']:.1f}, macro-F1 "
-          f"{100 * inner['macro_f1']:.1f}; test weighted-F1 {100 * test['weighted_f1']:.1f}, "
-          f"macro-F1 {100 * test['macro_f1']:.1f}; post-hoc τ {tau:.2f}: weighted-F1 "
+        saved = load_checkpoint(Path(out) / MODEL)
+        adjusted = evaluate(tensor_dir, Path(out), "test", echo=lambda *_: None)
+    names, tau = saved["meta"]["labels"], saved["posthoc_adjustment"]["tau"]
+    saved.pop("posthoc_adjustment")
+    probs, labels = predict(model_from_checkpoint(saved),
+                            load_split(tensor_dir, "test", torch.device("cpu")), 128)
+    raw = scores(labels, probs.argmax(1), names)
+    print(f"  {name}: inner dev weighted-F1 {100 * saved['dev']['weighted_f1']:.1f}, macro-F1 "
+          f"{100 * saved['dev']['macro_f1']:.1f}; test weighted-F1 {100 * raw['weighted_f1']:.1f}"
+          f", macro-F1 {100 * raw['macro_f1']:.1f}; post-hoc τ {tau:.2f}: weighted-F1 "
           f"{100 * adjusted['weighted_f1']:.1f}, macro-F1 {100 * adjusted['macro_f1']:.1f}",
           flush=True)
-    return (100 * test["weighted_f1"], 100 * test["macro_f1"],
+    return (100 * raw["weighted_f1"], 100 * raw["macro_f1"],
             100 * adjusted["weighted_f1"], 100 * adjusted["macro_f1"])
-
-
-TAUS = np.arange(0.0, 3.01, 0.25)
-
-
-def post_hoc(tensor_dir: Path, model_dir: Path) -> tuple[float, dict]:
-    """Post-hoc logit adjustment (Menon et al., ICLR 2021): predict argmax log p(y|x) − τ log
-    prior(y), with the τ of ``TAUS`` that gives the best inner dev macro-F1; the test scores."""
-    model, _ = load_model(model_dir)
-    names = load_meta(tensor_dir)["labels"]
-    split = {s: load_split(tensor_dir, s, torch.device("cpu")) for s in ("train", "dev", "test")}
-    prior = log_prior(split["train"]["label"], len(names)).numpy()
-    (dev_p, dev_y), (test_p, test_y) = (predict(model, split[s], 128) for s in ("dev", "test"))
-
-    def adjusted(probs: np.ndarray, tau: float) -> np.ndarray:
-        return (np.log(np.maximum(probs, 1e-12)) - tau * prior).argmax(1)
-
-    tau = max(TAUS, key=lambda t: scores(dev_y, adjusted(dev_p, t), names)["macro_f1"])
-    return float(tau), scores(test_y, adjusted(test_p, tau), names)
 
 
 def _summary(values: list[float]) -> str:

@@ -21,10 +21,12 @@ def renamed(name: str) -> str:
 # them still loads, params.yaml is told to drop them.
 DELETED = {"model": ("projection_dim",),
            "train": ("ema_decay", "label_smoothing", "focal_gamma", "sampler", "min_per_class",
-                     "queue_size", "hard_negatives"),
+                     "queue_size", "hard_negatives", "logit_adjustment"),
            "tensors": ("dtype",)}
 DELETED_WHY = {"hard_negatives": "hard_negative_beta: 0 is plain SupCon",
-               "dtype": "the tensor cache is always float16"}
+               "dtype": "the tensor cache is always float16",
+               "logit_adjustment": "the post-hoc adjustment chosen on dev (fusion/adjustment.py) "
+                                   "measured better"}
 
 
 def without_deleted_tensors(record: dict) -> dict:
@@ -77,7 +79,6 @@ class TrainConfig:
     seeds: int = 1  # `mcncl train` trains seeds seed, seed+1, ...
     combine: str = "best"  # seeds > 1: best (the best on dev is kept) | average (seed ensemble)
     class_weights: bool = False  # cross-entropy weighted by inverse class frequency
-    logit_adjustment: float = 0.0  # tau: train logits + tau * log(class prior); 0 = off, 1 = usual
     contrastive_weight: float = 0.0  # lambda; 0 = off (no gain on MELD text: docs/model.md)
     temperature: float = 0.1  # tau
     hard_negative_beta: float = 2.0  # 0 = plain SupCon; tuned: RAVDESS speaker CV (docs/model.md)

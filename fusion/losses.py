@@ -15,8 +15,9 @@ denominator grows as exp(2 s) instead of exp(s); the default β = 2 (tuned on RA
 CV, docs/model.md) makes it exp(3 s). Weights are constants (no gradient through them), as in
 Robinson et al.
 
-The total is the classification loss (on logit-adjusted logits with ``train.logit_adjustment``)
-plus λ × the mean of the modalities' contrastive losses.
+The total is the classification loss plus λ × the mean of the modalities' contrastive losses.
+Class imbalance is met after training, by the post-hoc logit adjustment of
+``fusion/adjustment.py``.
 """
 
 from __future__ import annotations
@@ -117,17 +118,14 @@ def gather_rows(x: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, int]:
 
 def total_loss(logits: Tensor, views: dict[str, Tensor], present: dict[str, Tensor],
                labels: Tensor, class_weights: Tensor | None, config,
-               ids: Tensor | None = None, log_prior: Tensor | None = None) -> Tensor:
+               ids: Tensor | None = None) -> Tensor:
     """Classification loss plus λ × the mean over modalities of their contrastive losses
     (``config``: TrainConfig), so λ means the same whatever the number of modalities.
 
     ``ids`` (the batch's ``index``) name each row's utterance, so no utterance is its own
-    positive. ``log_prior`` (:func:`log_prior`) adjusts the logits with ``train.logit_adjustment``.
+    positive.
     """
-    logits = logits.float()
-    if log_prior is not None and config.logit_adjustment:
-        logits = adjust_logits(logits, log_prior, config.logit_adjustment)
-    loss = F.cross_entropy(logits, labels, weight=class_weights)
+    loss = F.cross_entropy(logits.float(), labels, weight=class_weights)
     if config.contrastive_weight <= 0 or not views:
         return loss
     contrastive = loss.new_zeros(())
@@ -149,10 +147,4 @@ def log_prior(labels: Tensor, n_classes: int) -> Tensor:
     counts = torch.bincount(labels, minlength=n_classes).float().clamp(min=1)
     return (counts / counts.sum()).log()
 
-
-def adjust_logits(logits: Tensor, log_prior: Tensor, tau: float) -> Tensor:
-    """Logit adjustment (Menon et al., ICLR 2021): cross-entropy on ``logits + tau * log
-    prior`` in training only, so that the raw logits, which prediction uses, are pushed towards
-    the balanced posterior (at tau = 1 the loss is consistent for the balanced error)."""
-    return logits + tau * log_prior.to(logits.dtype)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from fusion.adjustment import logit_bias
 from fusion.config import ModelConfig
 
 
@@ -208,6 +209,9 @@ class MCNCL(nn.Module):
         self.n_classes = n_classes
         self.classifier = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(d, d),
                                         nn.GELU(), nn.Linear(d, n_classes))
+        # the post-hoc logit adjustment a trained checkpoint carries (fusion/adjustment.py);
+        # zero while training, and not part of the weights
+        self.register_buffer("logit_bias", torch.zeros(n_classes), persistent=False)
 
     def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor], dict]:
         """Return logits, each stream's contrastive view (its pooled vector) and which
@@ -232,7 +236,7 @@ class MCNCL(nn.Module):
         fused = gated.sum(1) if self.concat is None else self.concat(gated.flatten(1))
         if self.context is not None:
             fused = self.context(fused, batch["dialogue"], batch["turn"], batch["speaker"])
-        return self.classifier(fused), pooled, present
+        return self.classifier(fused) + self.logit_bias, pooled, present
 
 
 class SeedEnsemble(nn.Module):
@@ -244,11 +248,12 @@ class SeedEnsemble(nn.Module):
         self.members = nn.ModuleList(members)
         self.config = members[0].config
         self.n_classes = members[0].n_classes
+        self.register_buffer("logit_bias", torch.zeros(self.n_classes), persistent=False)
 
     def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict, dict]:
         probs = torch.stack([torch.softmax(m(batch)[0].float(), dim=-1)
                              for m in self.members]).mean(0)
-        return probs.clamp_min(torch.finfo(probs.dtype).tiny).log(), {}, {}
+        return probs.clamp_min(torch.finfo(probs.dtype).tiny).log() + self.logit_bias, {}, {}
 
 
 def build_model(meta: dict, model_config: ModelConfig) -> MCNCL:
@@ -275,6 +280,9 @@ def model_from_checkpoint(saved: dict, device: torch.device = torch.device("cpu"
                              "layers; retrain it (`dvc repro` or `mcncl train`).") from None
         return model.eval()
 
-    if "members" in saved:
-        return SeedEnsemble([restore(state) for state in saved["members"]]).eval()
-    return restore(saved["state_dict"])
+    model = (SeedEnsemble([restore(state) for state in saved["members"]]).eval()
+             if "members" in saved else restore(saved["state_dict"]))
+    bias = logit_bias(saved)
+    if bias is not None:
+        model.logit_bias.copy_(bias.to(device))
+    return model

@@ -27,10 +27,11 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from fusion.adjustment import adjust_checkpoint
 from fusion.checkpoint import LAST, MODEL, load_checkpoint, save_checkpoint
 from fusion.config import ModelConfig, TrainConfig
 from fusion.data import batches, epoch_plan, load_meta, load_split, size, take
-from fusion.losses import log_prior, total_loss
+from fusion.losses import total_loss
 from fusion.metrics import scores
 from fusion.model import MCNCL, build_model
 from fusion.training import (
@@ -73,7 +74,6 @@ class Run:
     train_split: dict[str, torch.Tensor]
     dev_split: dict[str, torch.Tensor]
     class_weights: torch.Tensor | None  # train.class_weights
-    prior: torch.Tensor  # the train split's log class prior (train.logit_adjustment)
     device: torch.device
     rank: int
     world: int
@@ -105,6 +105,9 @@ def train(tensor_dir: Path, out_dir: Path, model_config: ModelConfig, config: Tr
             save_epoch(run, state, dev if improved else None, out_dir, model_config, config)
         if _from_rank_0(state["stale"] >= config.patience, run.world, run.device):
             break
+    if run.rank == 0:
+        tau = adjust_checkpoint(out_dir / MODEL, tensor_dir)
+        echo(f"post-hoc logit adjustment: τ {tau:g} (the best dev macro-F1; 0: none)")
     if run.world > 1:
         dist.barrier()
     return {"best_dev_weighted_f1": state["best"], "epochs": state["epoch"],
@@ -144,7 +147,7 @@ def set_up(tensor_dir: Path, model_config: ModelConfig, config: TrainConfig) -> 
     return Run(model=model, net=net, optimizer=optimizer, schedule=schedule, plans=plans,
                meta=meta, train_split=train_split, dev_split=dev_split,
                class_weights=_class_weights(labels, n_classes) if config.class_weights else None,
-               prior=log_prior(labels, n_classes), device=device, rank=rank, world=world)
+               device=device, rank=rank, world=world)
 
 
 def train_epoch(run: Run, plan: list[torch.Tensor], config: TrainConfig) -> float:
@@ -157,7 +160,7 @@ def train_epoch(run: Run, plan: list[torch.Tensor], config: TrainConfig) -> floa
         with autocast:
             logits, views, present = run.net(batch)
             loss = total_loss(logits, views, present, batch["label"], run.class_weights, config,
-                              ids=batch["index"], log_prior=run.prior)
+                              ids=batch["index"])
         run.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(run.model.parameters(), config.grad_clip)

@@ -5,7 +5,6 @@ context under mixed precision."""
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,7 @@ import torch.nn.functional as F
 from fusion.config import ModelConfig, TensorConfig, TrainConfig
 from fusion.cv import fold_manifest, speaker_folds
 from fusion.data import epoch_plan, load_split
-from fusion.losses import adjust_logits, contrastive_loss, log_prior, total_loss
+from fusion.losses import contrastive_loss
 from fusion.metrics import scores
 from fusion.model import DialogueContext
 from fusion.tensors import build_tensors, speaker_in_dialogue
@@ -46,32 +45,6 @@ def test_hard_negative_gradient_grows_with_beta():
     positives = (labels[:, None] == labels[None]).fill_diagonal_(False)
     plain = -((log_prob * positives).sum(1) / positives.sum(1)).mean()
     assert contrastive_loss(z, labels, 0.1, 0.0).item() == pytest.approx(plain.item(), rel=1e-5)
-
-
-def test_logit_adjusted_cross_entropy():
-    logits = torch.tensor([[2.0, 0.5], [0.3, 1.2], [1.0, 1.0]])
-    labels = torch.tensor([0, 1, 1])
-    plain = torch.nn.functional.cross_entropy(logits, labels).item()
-    uniform = log_prior(torch.tensor([0, 1, 0, 1]), 2)
-    skewed = log_prior(torch.tensor([0, 0, 0, 1]), 2)  # train prior (0.75, 0.25)
-    assert torch.allclose(skewed.exp(), torch.tensor([0.75, 0.25]))
-
-    def loss(tau: float, prior: torch.Tensor, target: torch.Tensor = labels) -> float:
-        config = TrainConfig(logit_adjustment=tau)
-        return total_loss(logits, {}, {}, target, None, config, log_prior=prior).item()
-
-    assert loss(0.0, skewed) == pytest.approx(plain)
-    assert loss(1.0, uniform) == pytest.approx(plain)  # a constant shift of every logit
-    # one minority-class target, by hand: logits (2.0, 0.5) + log(0.75, 0.25)
-    a, b = 2.0 + math.log(0.75), 0.5 + math.log(0.25)
-    by_hand = -(b - math.log(math.exp(a) + math.exp(b)))
-    minority, first = torch.tensor([1]), logits[:1]
-    config = TrainConfig(logit_adjustment=1.0)
-    adjusted = total_loss(first, {}, {}, minority, None, config, log_prior=skewed).item()
-    assert adjusted == pytest.approx(by_hand, rel=1e-6)
-    assert adjusted > torch.nn.functional.cross_entropy(first, minority).item()
-    assert torch.allclose(adjust_logits(first, skewed, 0.5), first + 0.5 * skewed)
-    assert log_prior(torch.tensor([0, 0]), 3).isfinite().all()  # an unseen class counts once
 
 
 def test_speaker_codes_are_indices_within_each_dialogue():
@@ -168,8 +141,7 @@ def test_schedule_ends_at_its_minimum_on_the_last_real_step(tmp_path: Path):
     assert factors[2:] == sorted(factors[2:], reverse=True) and factors[1] == 1.0
     # the training loop takes exactly the planned steps: its last logged rate is the minimum
     cache = make_tensor_cache(tmp_path / "cache")
-    config = TrainConfig(epochs=2, batch_size=10, patience=5, num_threads=1,
-                         logit_adjustment=1.0)
+    config = TrainConfig(epochs=2, batch_size=10, patience=5, num_threads=1)
     train(cache, tmp_path / "m", ModelConfig(d_model=16, n_heads=2, n_layers=1, context="past"),
           config, echo=lambda *_: None)
     log = (tmp_path / "m" / "train_log.csv").read_text().splitlines()[1:]
@@ -250,28 +222,38 @@ def test_seeds_and_coverage_in_metrics(tmp_path: Path):
 
 
 def test_a_seed_ensemble_predicts_the_mean_of_its_members(tmp_path: Path):
+    from fusion.adjustment import adjusted_predictions
+    from fusion.checkpoint import MODEL, load_checkpoint
     from fusion.evaluate import evaluate, load_model
     from fusion.metrics import weighted_f1
-    from fusion.model import SeedEnsemble
+    from fusion.model import SeedEnsemble, model_from_checkpoint
     from fusion.seeds import train_seeds, trained_as
     from fusion.train import predict
+
+    def unadjusted(folder: Path):  # the model as trained, without its post-hoc adjustment
+        saved = load_checkpoint(folder / MODEL)
+        return model_from_checkpoint({k: v for k, v in saved.items()
+                                      if k != "posthoc_adjustment"})
 
     cache = make_tensor_cache(tmp_path / "cache")
     config = TrainConfig(epochs=2, batch_size=16, num_threads=1, seeds=2, combine="average")
     result = train_seeds(cache, tmp_path / "m", SMALL, config, echo=lambda *_: None)
     dev = load_split(cache, "dev", torch.device("cpu"))
-    members = [predict(load_model(tmp_path / "m" / "seeds" / s)[0], dev, 32)[0]
+    members = [predict(unadjusted(tmp_path / "m" / "seeds" / s), dev, 32)[0]
                for s in ("13", "14")]
     model, saved = load_model(tmp_path / "m")
     assert isinstance(model, SeedEnsemble) and len(model.members) == 2
-    probs, labels = predict(model, dev, 32)
+    probs, labels = predict(unadjusted(tmp_path / "m"), dev, 32)
     assert np.abs(probs - np.mean(members, axis=0)).max() < 1e-5
     assert np.abs(members[0] - members[1]).max() > 1e-3  # two different models
     mean_f1 = weighted_f1(labels, probs.argmax(1), probs.shape[1])
     assert result["best_dev_weighted_f1"] == pytest.approx(mean_f1)
     assert trained_as(result) == "a seed ensemble of 2 runs"
     assert trained_as(result["seeds"][0]) == f"{result['seeds'][0]['epochs']} epochs"
-    assert saved["dev"]["weighted_f1"] == pytest.approx(mean_f1)
+    adjustment = saved["posthoc_adjustment"]  # the ensemble's own, chosen on its dev scores
+    assert adjustment["unadjusted_dev"]["weighted_f1"] == pytest.approx(mean_f1)
+    expected = adjusted_predictions(probs, np.array(adjustment["log_prior"]), adjustment["tau"])
+    assert predict(model, dev, 32)[0].argmax(1).tolist() == expected.tolist()
     assert saved["epoch"] == [load_model(tmp_path / "m" / "seeds" / s)[1]["epoch"]
                               for s in ("13", "14")]
     metrics = evaluate(cache, tmp_path / "m")
