@@ -52,6 +52,14 @@ def test_manifest_stage_reads_params(tmp_path: Path):
     assert result.returncode == 0, result.stderr
     table = duckdb.sql(f"select utterance_id from '{tmp_path}/data/manifests/tiny.parquet'")
     assert table.fetchall() == [("tiny/dev/dia0_utt0",)]
+    # a real corpus with the small packaged encoder is pointed at the one that measured best
+    hint = "`make mpnet`, then text: {model: data/encoders/all-mpnet-base-v2} in params.yaml."
+    assert "tiny is a real corpus; all-mpnet-base-v2 scored 3 points" in result.stderr
+    assert hint in " ".join(result.stderr.split())
+    with (tmp_path / "params.yaml").open("a") as params:
+        params.write("text:\n  model: data/encoders/all-mpnet-base-v2\n")
+    again = run("manifest", cwd=tmp_path)
+    assert again.returncode == 0 and "all-mpnet" not in again.stderr, again.stderr
 
 
 def test_a_user_error_is_one_line_with_status_2_and_a_bug_keeps_its_traceback():

@@ -66,6 +66,8 @@ def project(built) -> Path:
 def test_first_repro_runs_every_stage_and_writes_every_output(built):
     project = built.path
     assert stages_run(built.first) == {"demo_corpus"} | {f"{s}@demo" for s in STAGES}
+    # the demo keeps the small packaged encoder: no hint towards all-mpnet-base-v2
+    assert "all-mpnet" not in built.first.stdout + built.first.stderr
     manifest = project / "data" / "manifests" / "demo.parquet"
     rows = duckdb.sql(f"select count(*), count(distinct label) from '{manifest}'").fetchall()[0]
     assert rows == (72, 5)
