@@ -56,6 +56,7 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 from extractors.base import config_hash  # noqa: E402
 from extractors.corpora import prepare_corpus  # noqa: E402
 from fusion.ablations import with_overrides  # noqa: E402
+from fusion.adjustment import unadjusted  # noqa: E402
 from fusion.checkpoint import MODEL, load_checkpoint  # noqa: E402
 from fusion.cv import run_cv  # noqa: E402
 from fusion.data import load_split  # noqa: E402
@@ -215,8 +216,7 @@ def held_out_f1(name: str, tensor_dir: Path, work: Path, model,
         saved = load_checkpoint(Path(out) / MODEL)
         adjusted = evaluate(tensor_dir, Path(out), "test", echo=lambda *_: None)
     names, tau = saved["meta"]["labels"], saved["posthoc_adjustment"]["tau"]
-    saved.pop("posthoc_adjustment")
-    probs, labels = predict(model_from_checkpoint(saved),
+    probs, labels = predict(model_from_checkpoint(unadjusted(saved)),
                             load_split(tensor_dir, "test", torch.device("cpu")), 128)
     raw = scores(labels, probs.argmax(1), names)
     print(f"  {name}: inner dev weighted-F1 {100 * saved['dev']['weighted_f1']:.1f}, macro-F1 "

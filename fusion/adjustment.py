@@ -15,13 +15,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from fusion.checkpoint import load_checkpoint, save_checkpoint
 from fusion.data import load_split
-from fusion.losses import log_prior
 from fusion.metrics import scores
 
 TAUS = tuple(i / 4 for i in range(13))  # 0, 0.25, ..., 3
+
+
+def log_prior(labels: Tensor, n_classes: int) -> Tensor:
+    """Log class frequencies of ``labels`` (the train split's); a class never seen counts once."""
+    counts = torch.bincount(labels, minlength=n_classes).float().clamp(min=1)
+    return (counts / counts.sum()).log()
 
 
 def adjusted_predictions(probs: np.ndarray, prior: np.ndarray, tau: float) -> np.ndarray:
@@ -38,6 +44,16 @@ def choose_tau(probs: np.ndarray, labels: np.ndarray, prior: np.ndarray,
     return TAUS[int(np.argmax(macro))]
 
 
+def unadjusted(saved: dict) -> dict:
+    """The checkpoint ``saved`` as trained: without its post-hoc adjustment, with its raw dev
+    scores."""
+    found = saved.get("posthoc_adjustment")
+    raw = {k: v for k, v in saved.items() if k != "posthoc_adjustment"}
+    if found:
+        raw["dev"] = found["unadjusted_dev"]
+    return raw
+
+
 def adjust_checkpoint(path: Path, tensor_dir: Path) -> float:
     """Choose τ on the dev split of ``tensor_dir`` for the checkpoint at ``path`` (from its
     predictions without adjustment), record it there with the train split's log prior, make
@@ -45,10 +61,7 @@ def adjust_checkpoint(path: Path, tensor_dir: Path) -> float:
     from fusion.model import model_from_checkpoint
     from fusion.train import predict
 
-    saved = load_checkpoint(path)
-    previous = saved.pop("posthoc_adjustment", None)  # choose afresh, from the raw model
-    if previous:
-        saved["dev"] = previous["unadjusted_dev"]
+    saved = unadjusted(load_checkpoint(path))  # choose afresh, from the raw model
     names = saved["meta"]["labels"]
     cpu = torch.device("cpu")
     prior = log_prior(load_split(tensor_dir, "train", cpu)["label"], len(names)).numpy()

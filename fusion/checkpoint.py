@@ -167,7 +167,7 @@ def _without_deleted(saved: Any) -> Any:
     without_deleted_tensors(saved)  # its provenance
     if isinstance(saved.get("meta"), dict):
         without_deleted_tensors(saved["meta"])
-    for states in (saved.get("members") or [], [saved.get("state_dict")]):
+    for states in (saved.get("members") or [], [saved.get("state_dict"), saved.get("model")]):
         for state in states:
             for name in [n for n in state or {} if n.startswith("heads.")]:
                 del state[name]

@@ -47,8 +47,9 @@ def contrastive_loss(z: Tensor, labels: Tensor, temperature: float, beta: float,
 
     ``keys`` (default: ``z``) must hold ``z`` itself at rows ``offset``.. (an anchor is not its
     own positive); their labels are ``key_labels``. With utterance ``ids`` (and ``key_ids``,
-    the first keys' ids; default ``ids``), any other copy of the anchor's own utterance among
-    the keys (another rank's, a repeated row) is neither a positive nor a negative either.
+    the keys' ids; default ``ids``, as the keys default to ``z``), any other copy of the
+    anchor's own utterance among the keys (another rank's, a repeated row) is neither a
+    positive nor a negative either.
     """
     z = F.normalize(z.float(), dim=1)
     if keys is None:
@@ -61,7 +62,7 @@ def contrastive_loss(z: Tensor, labels: Tensor, temperature: float, beta: float,
     itself[torch.arange(len(z)), offset + torch.arange(len(z))] = True
     if ids is not None:
         key_ids = ids if key_ids is None else key_ids
-        itself[:, : len(key_ids)] |= ids.unsqueeze(1) == key_ids.unsqueeze(0)
+        itself |= ids.unsqueeze(1) == key_ids.unsqueeze(0)
     positives, negatives = same & ~itself, ~same & ~itself
     has_positive = positives.any(1)
     if not has_positive.any():  # also a batch where nobody has this modality
@@ -140,11 +141,3 @@ def total_loss(logits: Tensor, views: dict[str, Tensor], present: dict[str, Tens
             z, y, config.temperature, config.hard_negative_beta, batch_keys, batch_labels,
             offset, u, key_ids)
     return loss + config.contrastive_weight * contrastive / len(views)
-
-
-def log_prior(labels: Tensor, n_classes: int) -> Tensor:
-    """Log class frequencies of ``labels`` (the train split's); a class never seen counts once."""
-    counts = torch.bincount(labels, minlength=n_classes).float().clamp(min=1)
-    return (counts / counts.sum()).log()
-
-

@@ -137,8 +137,12 @@ def model_settings(saved: dict, checkpoint: Path, extractor_configs: dict,
                                    f"made with {folder}, which no longer exists; restore it, "
                                    "or retrain (`dvc repro`).")
     trained = saved["meta"].get("tensors")
-    config = TensorConfig(**{k: tuple(v) if isinstance(v, list) else v
-                             for k, v in trained.items()}) if trained else tensor_config
+    try:
+        config = TensorConfig(**{k: tuple(v) if isinstance(v, list) else v
+                                 for k, v in trained.items()}) if trained else tensor_config
+    except TypeError as exc:
+        raise PredictError(f"{checkpoint}: its tensor settings ({', '.join(trained)}) are not "
+                           "all known to this version; retrain (`dvc repro`).") from exc
     params = json.loads(json.dumps(asdict(tensor_config)))
     differ.update({f"tensors.{k}": v for k, v in json.loads(json.dumps(asdict(config))).items()
                    if params.get(k) != v})

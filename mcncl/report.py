@@ -152,7 +152,7 @@ def _confusion(con, predictions: Path) -> str:
 def _curve(log: Path) -> str:
     if not log.is_file():
         return "<p class=muted>no train_log.csv</p>"
-    rows = list(csv.DictReader(log.open(encoding="utf-8")))
+    rows = list(csv.DictReader(log.read_text(encoding="utf-8").splitlines()))
     from matplotlib.figure import Figure  # not pyplot: no GUI backend
     from matplotlib.ticker import MaxNLocator
 

@@ -42,6 +42,7 @@ def pytest_configure(config):
 
 def pytest_unconfigure(config):
     if _SESSION:
+        os.environ.pop(TEMPLATE, None)
         _mcncl_ui(_SESSION["home"], "--stop")
         shutil.rmtree(_SESSION["work"], ignore_errors=True)
 

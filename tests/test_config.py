@@ -154,6 +154,8 @@ def test_the_earlier_modality_names_load_as_todays_with_a_hint(tmp_path: Path, c
          r"hard_negative_beta: 0 is plain SupCon\)"),
         ("tensors: {dtype: float32}\n", r"tensors.dtype: unknown key \(deleted: the tensor "
          r"cache is always float16\)"),
+        ("train: {logit_adjustment: 1.0}\n", r"train.logit_adjustment: unknown key \(deleted: "
+         r"the post-hoc adjustment chosen on dev \(fusion/adjustment.py\) measured better\)"),
     ],
 )
 def test_params_errors(tmp_path: Path, text, message):

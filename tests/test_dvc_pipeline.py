@@ -189,7 +189,8 @@ def test_finetuning_runs_before_text_extraction_and_reruns_only_the_text_chain(p
     text = project / "data/features/demo/text.parquet"
     config = json.loads(duckdb.sql(f"select value from parquet_kv_metadata('{text}') where key "
                                    "= 'config'").fetchall()[0][0])
-    assert config["model"].startswith("data/models/demo/text_encoder/") and config["context"] == 1
+    assert config["model"] == f"data/models/demo/text_encoder/{card['folder']}"
+    assert config["context"] == 1
     clip = project / "data/demo/test/output_repeated_splits_test/dia0_utt2.mp4"
     predicted = run_in(project, "mcncl", "predict", str(clip), "--text", "Oh my God!", "--json")
     assert predicted.returncode == 0, predicted.stderr

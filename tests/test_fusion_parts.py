@@ -222,7 +222,7 @@ def test_seeds_and_coverage_in_metrics(tmp_path: Path):
 
 
 def test_a_seed_ensemble_predicts_the_mean_of_its_members(tmp_path: Path):
-    from fusion.adjustment import adjusted_predictions
+    from fusion.adjustment import adjusted_predictions, unadjusted
     from fusion.checkpoint import MODEL, load_checkpoint
     from fusion.evaluate import evaluate, load_model
     from fusion.metrics import weighted_f1
@@ -230,20 +230,18 @@ def test_a_seed_ensemble_predicts_the_mean_of_its_members(tmp_path: Path):
     from fusion.seeds import train_seeds, trained_as
     from fusion.train import predict
 
-    def unadjusted(folder: Path):  # the model as trained, without its post-hoc adjustment
-        saved = load_checkpoint(folder / MODEL)
-        return model_from_checkpoint({k: v for k, v in saved.items()
-                                      if k != "posthoc_adjustment"})
+    def as_trained(folder: Path):  # the model without its post-hoc adjustment
+        return model_from_checkpoint(unadjusted(load_checkpoint(folder / MODEL)))
 
     cache = make_tensor_cache(tmp_path / "cache")
     config = TrainConfig(epochs=2, batch_size=16, num_threads=1, seeds=2, combine="average")
     result = train_seeds(cache, tmp_path / "m", SMALL, config, echo=lambda *_: None)
     dev = load_split(cache, "dev", torch.device("cpu"))
-    members = [predict(unadjusted(tmp_path / "m" / "seeds" / s), dev, 32)[0]
+    members = [predict(as_trained(tmp_path / "m" / "seeds" / s), dev, 32)[0]
                for s in ("13", "14")]
     model, saved = load_model(tmp_path / "m")
     assert isinstance(model, SeedEnsemble) and len(model.members) == 2
-    probs, labels = predict(unadjusted(tmp_path / "m"), dev, 32)
+    probs, labels = predict(as_trained(tmp_path / "m"), dev, 32)
     assert np.abs(probs - np.mean(members, axis=0)).max() < 1e-5
     assert np.abs(members[0] - members[1]).max() > 1e-3  # two different models
     mean_f1 = weighted_f1(labels, probs.argmax(1), probs.shape[1])
@@ -252,8 +250,13 @@ def test_a_seed_ensemble_predicts_the_mean_of_its_members(tmp_path: Path):
     assert trained_as(result["seeds"][0]) == f"{result['seeds'][0]['epochs']} epochs"
     adjustment = saved["posthoc_adjustment"]  # the ensemble's own, chosen on its dev scores
     assert adjustment["unadjusted_dev"]["weighted_f1"] == pytest.approx(mean_f1)
-    expected = adjusted_predictions(probs, np.array(adjustment["log_prior"]), adjustment["tau"])
-    assert predict(model, dev, 32)[0].argmax(1).tolist() == expected.tolist()
+    prior, tau = np.array(adjustment["log_prior"]), adjustment["tau"]
+    shifted = np.log(probs) - tau * prior  # what the ensemble predicts: its mean, adjusted
+    np.testing.assert_allclose(predict(model, dev, 32)[0], np.exp(shifted) / np.exp(
+        shifted).sum(1, keepdims=True), atol=1e-5)
+    expected = adjusted_predictions(probs, prior, tau)
+    assert saved["dev"]["weighted_f1"] == pytest.approx(
+        weighted_f1(labels, expected, probs.shape[1]))
     assert saved["epoch"] == [load_model(tmp_path / "m" / "seeds" / s)[1]["epoch"]
                               for s in ("13", "14")]
     metrics = evaluate(cache, tmp_path / "m")

@@ -95,6 +95,7 @@ def test_report_renders_in_headless_chromium(tmp_path: Path):
     assert (image < 128).sum() > 5000
     dom = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom",
                           report.resolve().as_uri()], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr
     text = visible_text(dom.stdout)
     assert "F1 per class" in text and "face_lost" in text
     assert "<" not in text and "span" not in text  # no markup shown as text (bars are drawn)
