@@ -11,7 +11,8 @@ ravdess-audio: RAVDESS speech; eGeMAPSv02 functionals + standardised logistic re
 versus MCN-CL with ``model.modalities: [acoustic]``: actors 01-10 train, 11-12 dev, or with
 ``--cv K`` the speaker-independent K-fold cross-validation of ``fusion/cv.py`` (fold k tests,
 fold k + 1 selects), the regression on the same folds and the same (speaker or train)
-normalisation, both with ``tensors.speaker_norm`` none and speaker.
+normalisation, with ``tensors.speaker_norm`` speaker (``--norms none,speaker`` for both), each
+seed's scores averaged over the folds, ``--seeds`` seeds.
 Without ``--cv`` nothing is selected on what is reported (:func:`held_out`): every tenth
 train dialogue (MELD) or train actor (RAVDESS), in sorted order, becomes the inner dev split
 that stops training and picks the epoch, and the corpus's dev split is only scored, as the
@@ -213,19 +214,27 @@ def held_out_f1(name: str, tensor_dir: Path, work: Path, model,
     with the post-hoc logit adjustment that training chose on the inner dev split."""
     with tempfile.TemporaryDirectory(dir=work) as out:
         train_seeds(tensor_dir, Path(out), model, config, echo=lambda *_: None)
-        saved = load_checkpoint(Path(out) / MODEL)
+        raw, saved = as_trained(tensor_dir, Path(out))
         adjusted = evaluate(tensor_dir, Path(out), "test", echo=lambda *_: None)
-    names, tau = saved["meta"]["labels"], saved["posthoc_adjustment"]["tau"]
+    print(f"  {name}: inner dev weighted-F1 {100 * saved['dev']['weighted_f1']:.1f}, macro-F1 "
+          f"{100 * saved['dev']['macro_f1']:.1f}; test weighted-F1 {raw[0]:.1f}, macro-F1 "
+          f"{raw[1]:.1f}; post-hoc τ {saved['posthoc_adjustment']['tau']:.2f}: weighted-F1 "
+          f"{100 * adjusted['weighted_f1']:.1f}, macro-F1 {100 * adjusted['macro_f1']:.1f}; "
+          "per class, as trained → adjusted: " + ", ".join(
+              f"{c} {100 * f:.0f} → {100 * adjusted['per_class_f1'].get(c, 0.0):.0f}"
+              for c, f in raw[2].items()), flush=True)
+    return (*raw[:2], 100 * adjusted["weighted_f1"], 100 * adjusted["macro_f1"])
+
+
+def as_trained(tensor_dir: Path, model_dir: Path) -> tuple[tuple[float, float, dict], dict]:
+    """The test weighted-F1 and macro-F1 (points) and per-class F1 of ``model_dir``'s
+    checkpoint without its post-hoc adjustment, and the checkpoint (its dev scores, the τ that
+    training chose)."""
+    saved = load_checkpoint(model_dir / MODEL)
     probs, labels = predict(model_from_checkpoint(unadjusted(saved)),
                             load_split(tensor_dir, "test", torch.device("cpu")), 128)
-    raw = scores(labels, probs.argmax(1), names)
-    print(f"  {name}: inner dev weighted-F1 {100 * saved['dev']['weighted_f1']:.1f}, macro-F1 "
-          f"{100 * saved['dev']['macro_f1']:.1f}; test weighted-F1 {100 * raw['weighted_f1']:.1f}"
-          f", macro-F1 {100 * raw['macro_f1']:.1f}; post-hoc τ {tau:.2f}: weighted-F1 "
-          f"{100 * adjusted['weighted_f1']:.1f}, macro-F1 {100 * adjusted['macro_f1']:.1f}",
-          flush=True)
-    return (100 * raw["weighted_f1"], 100 * raw["macro_f1"],
-            100 * adjusted["weighted_f1"], 100 * adjusted["macro_f1"])
+    raw = scores(labels, probs.argmax(1), saved["meta"]["labels"])
+    return (100 * raw["weighted_f1"], 100 * raw["macro_f1"], raw["per_class_f1"]), saved
 
 
 def _summary(values: list[float]) -> str:
@@ -234,8 +243,9 @@ def _summary(values: list[float]) -> str:
             f"{statistics.median(values):.1f}")
 
 
-def lr_on_folds(cv_dir: Path, k: int) -> list[float]:
-    """The regression on each fold's functionals, normalised as the model's were.
+def lr_on_folds(cv_dir: Path, k: int) -> tuple[float, float]:
+    """The regression on each fold's functionals, normalised as the model's were: its
+    weighted-F1 and macro-F1 (points), averaged over the folds.
 
     It trains on the fold's train and dev speakers (it selects nothing) and scores test.
     """
@@ -246,14 +256,17 @@ def lr_on_folds(cv_dir: Path, k: int) -> list[float]:
         x = np.concatenate([part[s]["functionals"].float().numpy() for s in ("train", "dev")])
         y = np.concatenate([part[s]["label"].numpy() for s in ("train", "dev")])
         predicted = logistic().fit(x, y).predict(part["test"]["functionals"].float().numpy())
-        values.append(100 * f1_score(part["test"]["label"].numpy(), predicted,
-                                     average="weighted"))
-    return values
+        truth = part["test"]["label"].numpy()
+        values.append([100 * f1_score(truth, predicted, average=a) for a in ("weighted", "macro")])
+    weighted, macro = np.mean(values, axis=0)
+    return float(weighted), float(macro)
 
 
 def run_folds(task: str, names: list[str], sets: dict, k: int, epochs: int | None,
-              work: Path, norms: tuple[str, ...] = ("none", "speaker")) -> None:
-    """Speaker-independent CV of each configuration, without and with speaker norm."""
+              work: Path, norms: tuple[str, ...] = ("speaker",), seeds: int = 1) -> None:
+    """Speaker-independent CV of each configuration (fold k tests, fold k + 1 selects: the
+    epoch, the seed of ``train.seeds`` and τ), ``seeds`` times: each seed's weighted-F1 and
+    macro-F1 averaged over the folds, as trained and with the post-hoc τ."""
     params = load_params(REPO / "params.yaml")
     manifest, features = prepare(task, params, work, sets=sets)
     tag = "-".join(f"{k}={v}" for k, v in sets.items() if k != "train.num_threads")
@@ -262,14 +275,26 @@ def run_folds(task: str, names: list[str], sets: dict, k: int, epochs: int | Non
         for name in names:
             chosen = sections(params, task, {"tensors.speaker_norm": norm, **CONFIGS[name],
                                              **sets})
-            config = replace(chosen["train"], epochs=epochs or chosen["train"].epochs)
-            out = work / f"cv-{task}-{norm}-{name}{'-' + tag if tag else ''}"
-            summary = run_cv(manifest, features, out, chosen["tensors"], chosen["model"],
-                             config, k, echo=lambda *_: None)
-            ours = [100 * r["weighted_f1"] for r in summary["runs"]]
-            lr = lr_on_folds(out, k)
-            print(f"| {task} | {name} | {norm} | {_mean_std(ours)} | {_mean_std(lr)} | "
-                  f"{_mean_std(np.subtract(ours, lr).tolist())} |", flush=True)
+            rows = []  # per seed: raw weighted, raw macro, adjusted weighted, adjusted macro
+            for i in range(seeds):
+                config = replace(chosen["train"], epochs=epochs or chosen["train"].epochs,
+                                 seed=chosen["train"].seed + chosen["train"].seeds * i)
+                out = work / f"cv-{task}-{norm}-{name}-{config.seed}{'-' + tag if tag else ''}"
+                summary = run_cv(manifest, features, out, chosen["tensors"], chosen["model"],
+                                 config, k, echo=lambda *_: None)
+                raw = [as_trained(out / f"fold-{f}" / "tensors",
+                                  out / f"fold-{f}" / "model")[0][:2] for f in range(k)]
+                rows.append((*np.mean(raw, axis=0).tolist(),
+                             100 * summary["weighted_f1_mean"], 100 * summary["macro_f1_mean"]))
+                print(f"  {name} ({norm}) seed {config.seed}: " + ", ".join(
+                    f"{v:.1f}" for v in rows[-1]), flush=True)
+            if name == names[0]:
+                lr = lr_on_folds(out, k)
+                print(f"| {task} | logistic regression | {norm} | {lr[0]:.1f} | | {lr[1]:.1f} "
+                      "| |", flush=True)
+            for label, at in ((name, 0), (f"{name} + post-hoc τ", 2)):
+                print(f"| {task} | {label} | {norm} | {_summary([r[at] for r in rows])} | "
+                      f"{_summary([r[at + 1] for r in rows])} |", flush=True)
 
 
 def _mean_std(values: list[float]) -> str:
@@ -288,7 +313,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--cv", type=int, default=0, help="folds (ravdess-audio); 0 = dev split")
-    parser.add_argument("--norms", default="none,speaker", help="--cv: tensors.speaker_norm")
+    parser.add_argument("--norms", default="speaker", help="--cv: tensors.speaker_norm")
     parser.add_argument("--set", action="append", default=[], help="section.key=value")
     parser.add_argument("--work", type=Path, default=None, help="keep features here")
     parser.add_argument("--jobs", type=int, default=1, help="trainings side by side (dev split)")
@@ -301,10 +326,11 @@ def main() -> None:
         work.mkdir(parents=True, exist_ok=True)
         for task in TASKS if args.task == "both" else [args.task]:
             if args.cv:
-                print("| task | config | speaker norm | MCN-CL test wF1 (mean ± std over folds) "
-                      "| logistic regression | difference |\n|---|---|---|---|---|---|")
+                print("| task | model | speaker norm | weighted-F1 per seed (mean of the folds) "
+                      "| mean ± std, median | macro-F1 per seed | mean ± std, median |\n"
+                      "|---|---|---|---|---|---|---|")
                 run_folds(task, names, sets, args.cv, args.epochs, work,
-                          tuple(args.norms.split(",")))
+                          tuple(args.norms.split(",")), args.seeds)
             else:
                 print("| task | model | weighted-F1 per seed | mean ± std, median | macro-F1 "
                       "per seed | mean ± std, median |\n|---|---|---|---|---|---|")
