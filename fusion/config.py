@@ -21,12 +21,12 @@ def renamed(name: str) -> str:
 # them still loads, params.yaml is told to drop them.
 DELETED = {"model": ("projection_dim",),
            "train": ("ema_decay", "label_smoothing", "focal_gamma", "sampler", "min_per_class",
-                     "queue_size", "hard_negatives", "logit_adjustment"),
+                     "queue_size", "hard_negatives", "logit_adjustment", "class_weights"),
            "tensors": ("dtype",)}
+_POSTHOC = "the post-hoc adjustment chosen on dev (fusion/adjustment.py) measured better"
 DELETED_WHY = {"hard_negatives": "hard_negative_beta: 0 is plain SupCon",
                "dtype": "the tensor cache is always float16",
-               "logit_adjustment": "the post-hoc adjustment chosen on dev (fusion/adjustment.py) "
-                                   "measured better"}
+               "logit_adjustment": _POSTHOC, "class_weights": _POSTHOC}
 
 
 def without_deleted_tensors(record: dict) -> dict:
@@ -47,7 +47,7 @@ class TensorConfig:
     max_acoustic_frames: int = 100  # 10 s at 10 Hz
     max_facial_frames: int = 50  # 10 s at 5 fps
     standardise: tuple[str, ...] = ("acoustic",)  # modalities scaled by train mean and std
-    speaker_norm: str = "none"  # none | speaker: acoustic and facial scaled per speaker
+    speaker_norm: str = "speaker"  # speaker: acoustic and facial scaled per speaker | none
     speaker_min_utterances: int = 8  # fewer: that speaker falls back to the train statistics
 
 
@@ -78,7 +78,6 @@ class TrainConfig:
     seed: int = 13
     seeds: int = 1  # `mcncl train` trains seeds seed, seed+1, ...
     combine: str = "best"  # seeds > 1: best (the best on dev is kept) | average (seed ensemble)
-    class_weights: bool = False  # cross-entropy weighted by inverse class frequency
     contrastive_weight: float = 0.0  # lambda; 0 = off (no gain on MELD text: docs/model.md)
     temperature: float = 0.1  # tau
     hard_negative_beta: float = 2.0  # 0 = plain SupCon; tuned: RAVDESS speaker CV (docs/model.md)

@@ -118,7 +118,7 @@ def gather_rows(x: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, int]:
 
 
 def total_loss(logits: Tensor, views: dict[str, Tensor], present: dict[str, Tensor],
-               labels: Tensor, class_weights: Tensor | None, config,
+               labels: Tensor, config,
                ids: Tensor | None = None) -> Tensor:
     """Classification loss plus λ × the mean over modalities of their contrastive losses
     (``config``: TrainConfig), so λ means the same whatever the number of modalities.
@@ -126,7 +126,7 @@ def total_loss(logits: Tensor, views: dict[str, Tensor], present: dict[str, Tens
     ``ids`` (the batch's ``index``) name each row's utterance, so no utterance is its own
     positive.
     """
-    loss = F.cross_entropy(logits.float(), labels, weight=class_weights)
+    loss = F.cross_entropy(logits.float(), labels)
     if config.contrastive_weight <= 0 or not views:
         return loss
     contrastive = loss.new_zeros(())

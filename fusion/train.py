@@ -73,7 +73,6 @@ class Run:
     meta: dict
     train_split: dict[str, torch.Tensor]
     dev_split: dict[str, torch.Tensor]
-    class_weights: torch.Tensor | None  # train.class_weights
     device: torch.device
     rank: int
     world: int
@@ -143,10 +142,8 @@ def set_up(tensor_dir: Path, model_config: ModelConfig, config: TrainConfig) -> 
     warmup = max(1, int(config.warmup_ratio * total))
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, functools.partial(lr_factor, warmup=warmup, total=total))
-    labels, n_classes = train_split["label"], len(meta["labels"])
     return Run(model=model, net=net, optimizer=optimizer, schedule=schedule, plans=plans,
                meta=meta, train_split=train_split, dev_split=dev_split,
-               class_weights=_class_weights(labels, n_classes) if config.class_weights else None,
                device=device, rank=rank, world=world)
 
 
@@ -159,7 +156,7 @@ def train_epoch(run: Run, plan: list[torch.Tensor], config: TrainConfig) -> floa
         batch = take(run.train_split, rows)
         with autocast:
             logits, views, present = run.net(batch)
-            loss = total_loss(logits, views, present, batch["label"], run.class_weights, config,
+            loss = total_loss(logits, views, present, batch["label"], config,
                               ids=batch["index"])
         run.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -211,11 +208,6 @@ def _from_rank_0(flag: bool, world: int, device: torch.device) -> bool:
     value = torch.tensor([int(flag)], device=device)
     dist.broadcast(value, src=0)
     return bool(value.item())
-
-
-def _class_weights(labels: torch.Tensor, n: int) -> torch.Tensor:
-    counts = torch.bincount(labels, minlength=n).float().clamp(min=1)
-    return (counts.sum() / (n * counts)).to(labels.device)
 
 
 def _checkpoint(model, meta, model_config, config, epoch, dev) -> dict:

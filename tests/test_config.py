@@ -156,6 +156,8 @@ def test_the_earlier_modality_names_load_as_todays_with_a_hint(tmp_path: Path, c
          r"cache is always float16\)"),
         ("train: {logit_adjustment: 1.0}\n", r"train.logit_adjustment: unknown key \(deleted: "
          r"the post-hoc adjustment chosen on dev \(fusion/adjustment.py\) measured better\)"),
+        ("train: {class_weights: true}\n", r"train.class_weights: unknown key \(deleted: "
+         r"the post-hoc adjustment chosen on dev \(fusion/adjustment.py\) measured better\)"),
     ],
 )
 def test_params_errors(tmp_path: Path, text, message):

@@ -182,11 +182,11 @@ def test_contrastive_weight_does_not_grow_with_the_number_of_modalities():
     z, labels = torch.randn(8, 4), torch.tensor([0, 0, 1, 1, 2, 2, 0, 1])
     logits, present = torch.randn(8, 3), torch.ones(8, dtype=torch.bool)
     config = TrainConfig(contrastive_weight=0.5)
-    one = total_loss(logits, {"text": z}, {"text": present}, labels, None, config)
+    one = total_loss(logits, {"text": z}, {"text": present}, labels, config)
     three = total_loss(logits, dict.fromkeys(DIMS, z), dict.fromkeys(DIMS, present), labels,
-                       None, config)
+                       config)
     assert three.item() == pytest.approx(one.item(), rel=1e-6)
-    plain = total_loss(logits, {}, {}, labels, None, config)
+    plain = total_loss(logits, {}, {}, labels, config)
     assert one.item() == pytest.approx(plain.item() + 0.5 * contrastive_loss(
         z, labels, config.temperature, config.hard_negative_beta).item())
 
@@ -209,6 +209,6 @@ def test_no_utterance_is_its_own_positive():
     # through total_loss with the batch's index (the training loop's ids)
     config = TrainConfig(contrastive_weight=1.0, temperature=1.0, hard_negative_beta=0.0)
     logits, present = torch.zeros(4, 2), torch.ones(4, dtype=torch.bool)
-    plain = total_loss(logits, {}, {}, labels, None, config)
-    both = total_loss(logits, {"text": z}, {"text": present}, labels, None, config, ids=ids)
+    plain = total_loss(logits, {}, {}, labels, config)
+    both = total_loss(logits, {"text": z}, {"text": present}, labels, config, ids=ids)
     assert both.item() - plain.item() == pytest.approx((2 * l0 + l2) / 3, rel=1e-5)

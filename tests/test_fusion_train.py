@@ -96,7 +96,8 @@ def test_a_checkpoint_recording_deleted_settings_loads_and_predicts(tmp_path: Pa
     old["model_config"]["projection_dim"] = 8
     old["train_config"].update(ema_decay=0.999, label_smoothing=0.1, focal_gamma=2.0,
                                sampler="balanced", min_per_class=2, queue_size=1024,
-                               hard_negatives="none", logit_adjustment=1.0)
+                               hard_negatives="none", logit_adjustment=1.0,
+                               class_weights=True)
     settings = {"max_text_tokens": 40, "dtype": "float16"}
     old["meta"]["tensors"], old["provenance"] = dict(settings), {"tensors": dict(settings)}
     old["state_dict"].update({f"heads.{m}.{i}.weight": torch.randn(8, 32)

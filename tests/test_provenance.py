@@ -41,6 +41,7 @@ from tests.tiny_models import tiny_bert
 ACOUSTIC_ONLY = ModelConfig(modalities=("acoustic",), d_model=16, n_heads=2, n_layers=1)
 TEXT_ONLY = replace(ACOUSTIC_ONLY, modalities=("text",))
 QUICK = TrainConfig(epochs=2, num_threads=1)
+UNSCALED = TensorConfig(speaker_norm="none")  # the default is speaker
 PARAMS = {"acoustic": AcousticConfig(), "facial": FacialConfig(), "text": TextConfig()}
 QUIET = {"echo": lambda *_: None}
 
@@ -55,7 +56,7 @@ def demo(demo_corpus: Path, tmp_path_factory) -> dict[str, Path]:
     manifest = work / "manifest.parquet"
     write_manifest("meld", demo_corpus, manifest, name="demo")
     extract_in_process("acoustic", manifest, work / "egemaps", egemaps())
-    build_tensors(manifest, work / "egemaps", work / "same", TensorConfig())
+    build_tensors(manifest, work / "egemaps", work / "same", UNSCALED)
     train(work / "same", work / "model", ACOUSTIC_ONLY, QUICK, **QUIET)
     extract_in_process("acoustic", manifest, work / "compare", AcousticConfig())
     build_tensors(manifest, work / "compare", work / "other", TensorConfig(speaker_norm="speaker"))
@@ -72,7 +73,7 @@ def test_the_cache_and_the_checkpoint_record_how_the_features_were_made(demo):
         "acoustic", metadata[b"version"].decode(), metadata[b"config_hash"].decode())
     assert acoustic["config"]["feature_set"] == "eGeMAPSv02"
     assert "workers" not in acoustic["config"]  # run-only: it cannot change a feature
-    assert provenance["tensors"] == json.loads(json.dumps(asdict(TensorConfig())))
+    assert provenance["tensors"] == json.loads(json.dumps(asdict(UNSCALED)))
     assert provenance["labels"] == load_meta(demo["same"])["labels"]
     assert load_checkpoint(demo["model"] / MODEL)["provenance"] == provenance
 
@@ -133,7 +134,7 @@ def test_an_old_checkpoint_still_works_and_says_provenance_cannot_be_checked(dem
     [video] = duckdb.sql(f"select video_path from '{demo['manifest']}' where split = 'test' "
                          "limit 1").fetchall()[0]
     result = predict_clip(demo["corpus"] / video, "", tmp_path, {**PARAMS, "acoustic": egemaps()},
-                          TensorConfig())
+                          UNSCALED)
     assert result["notes"] == [f"{tmp_path / MODEL} does not record the features it was "
                                "trained on (an earlier version wrote it), so they cannot be "
                                "checked; retrain to record them."]

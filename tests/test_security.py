@@ -209,10 +209,10 @@ def test_an_unknown_key_names_the_file_and_its_full_path(tmp_path: Path, text: s
      "train.epochs: expected an integer, got the string '3'; write it without quotes."),
     ("train: {epochs: 3.5}\n", "train.epochs: expected an integer, got the number 3.5;"),
     ("train: {epochs: true}\n", "train.epochs: expected an integer, got true;"),
-    ("train: {class_weights: 'false'}\n", "train.class_weights: expected true or false, got the "
+    ("finetune: {enabled: 'false'}\n", "finetune.enabled: expected true or false, got the "
      "string 'false'; write it without quotes."),
-    ("train: {class_weights: 1}\n",
-     "train.class_weights: expected true or false, got the integer 1;"),
+    ("finetune: {enabled: 1}\n",
+     "finetune.enabled: expected true or false, got the integer 1;"),
     ("model: {context: false}\n", "model.context: expected a string, got false;"),
     ("train: {lr: fast}\n", "train.lr: expected a number, got the string 'fast';"),
     ("train: {lr: false}\n", "train.lr: expected a number, got false;"),
