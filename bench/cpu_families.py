@@ -29,20 +29,23 @@ from pathlib import Path
 
 import numpy as np
 
-PINNED = {"ATEN_CPU_CAPABILITY": "avx2",  # torch's own kernels: the AVX2 build, not AVX-512
-          "MKL_CBWR": "COMPATIBLE",  # MKL sgemm: one code path for Intel and AMD alike
-          "ONEDNN_MAX_CPU_ISA": "AVX2"}  # oneDNN (GELU): AVX2 at most
+from vocabulary.portable import PINNED
+
 SENTENCES = ["I can't believe you did that!", "Oh my god, this is wonderful news.",
              "Leave me alone.", "Well, I guess that's fine.", "Why would anyone say that?",
              "We won the lottery!", "I'm so sorry for your loss.", "That smells disgusting.",
              "Hey, how are you doing today?", "No way. Absolutely not, not in a million years."]
+ROOT = Path(__file__).resolve().parents[1]
 SPEECH = "Oh my god, I cannot believe you did that. We won the lottery!"
 
 
 def features(modality: str, work: Path) -> dict[str, np.ndarray]:
-    """Every number the extractor returns, one float64 array per row and column."""
+    """Every number the extractor returns, one float64 array per row and column (``train``:
+    every weight of the demo model after three epochs)."""
     from extractors.base import UtteranceInput
 
+    if modality == "train":
+        return trained(work / f"model-{os.getpid()}")
     if modality == "text":
         from extractors.configs import TextConfig
         from extractors.text import TextExtractor
@@ -65,6 +68,24 @@ def features(modality: str, work: Path) -> dict[str, np.ndarray]:
     rows = extractor.extract(utts)
     return {f"{u.utterance_id}/{name}": leaves(row[name])
             for u, row in zip(utts, rows, strict=True) for name in extractor.schema.names}
+
+
+def trained(out: Path) -> dict[str, np.ndarray]:
+    """The demo's model, as ``dvc repro train`` trains it, for three epochs on the demo's
+    tensor cache (``data/tensors/demo``: run ``dvc repro build_tensors`` first)."""
+    from dataclasses import replace
+
+    from safetensors.numpy import load_file
+
+    from fusion.train import train
+    from mcncl.config import load_params
+
+    params = load_params(ROOT / "params.yaml")
+    config = replace(params.train_for("demo"), epochs=3, patience=3)
+    train(ROOT / "data" / "tensors" / "demo", out, params.model_for("demo"), config,
+          echo=lambda line: None)
+    return {name: value.astype(np.float64).ravel()
+            for name, value in load_file(out / "model.safetensors").items()}
 
 
 def leaves(value) -> np.ndarray:
@@ -113,7 +134,8 @@ def compare(name: str, a: dict, b: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cpu", default="Haswell", help="the QEMU CPU model (AVX2)")
-    parser.add_argument("--modalities", default="text,acoustic,facial")
+    parser.add_argument("--modalities", default="text,acoustic,facial",
+                        help="any of text, acoustic, facial and train (the demo model)")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -124,7 +146,7 @@ def main() -> None:
         subprocess.run(["espeak-ng", "-w", str(work / "speech.wav"), SPEECH], check=True)
         for modality in args.modalities.split(","):
             print(f"{modality}:", flush=True)
-            for env in ({}, PINNED) if modality == "text" else ({},):
+            for env in ({}, PINNED) if modality in ("text", "train") else ({},):
                 label = "pinned" if env else "as is"
                 native = run(modality, work, None, env)
                 if modality == "text":

@@ -25,7 +25,7 @@ from extractors.configs import PACKAGED_MODEL  # noqa: E402
 from extractors.corpora import KINDS  # noqa: E402
 from flows.errors import StageError  # noqa: E402
 from mcncl.config import CorpusConfig, Params, load_params, refuse_inert  # noqa: E402
-from vocabulary import atomic  # noqa: E402
+from vocabulary import atomic, portable  # noqa: E402
 from vocabulary.layout import Layout  # noqa: E402
 
 _exit_status: list[int] = []  # the command's exit status, once it has ended
@@ -89,17 +89,31 @@ def command(group: typer.Typer, name: str) -> Callable:
     return register
 
 
-def _start(params: Path, corpus: str = "", *modules: str) -> tuple[Params, Layout]:
+def _start(params: Path, corpus: str = "", *modules: str,
+           manifest: Path | None = None) -> tuple[Params, Layout]:
     """First in a command that runs a flow, before Prefect is imported: its runs go to the
     shared server, started in the background when none runs (mcncl/server.py). The params are
-    read and the stage's modules imported while that server starts; then wait for it."""
+    read and the stage's modules imported while that server starts; then wait for it. A
+    command on a ``manifest`` works for the corpus named by its stem, if params.yaml has one."""
     server.connect(show.line)
     config = load_params(params)
     layout = Layout(config.corpus(corpus).name)
+    if manifest is None:
+        _corpus(config, corpus)
+    elif manifest.stem in config.corpora:
+        _corpus(config, manifest.stem)
     for module in ("flows.stages", *modules):
         importlib.import_module(module)
     server.ready()
     return config, layout
+
+
+def _corpus(config: Params, name: str) -> CorpusConfig:
+    """The corpus ``name`` (default: the first); for a portable one, torch's maths are pinned
+    first (vocabulary/portable.py)."""
+    settings = config.corpus(name)
+    portable.pin_maths(settings.portable)
+    return settings
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -169,7 +183,7 @@ def extract(
     if not manifest.is_file():
         raise FileNotFoundError(f"{manifest}: manifest not found; run `mcncl manifest` (or "
                                 "`dvc repro manifest`).")
-    config, _ = _start(params, "", "flows.extract")
+    config, _ = _start(params, "", "flows.extract", manifest=manifest)
     from flows.extract import run_extraction
 
     section = getattr(config, modality)
@@ -252,11 +266,11 @@ def predict_command(
     params: Path = PARAMS,
 ) -> None:
     """The emotion distribution of new clips, from the model trained on a corpus."""
+    config = load_params(params)
+    layout = Layout(_corpus(config, corpus).name)
     from fusion.text_finetune import text_config_for
     from mcncl.predict import clips_in, predict_clip, predict_clips
 
-    config = load_params(params)
-    layout = Layout(config.corpus(corpus).name)
     text_config = (text_config_for(layout.text_encoder, config.text)
                    if layout.text_encoder.is_dir() else config.text)
     extractors = {"acoustic": config.acoustic, "facial": config.facial, "text": text_config}
@@ -322,13 +336,15 @@ def query(
 def ablations(corpus: str = CORPUS, params: Path = PARAMS, run: bool = typer.Option(
         False, help="Train and evaluate each one now on the current tensor cache.")) -> None:
     """The ablations: their `dvc exp run` commands, or (--run) one table of their scores."""
-    from fusion.ablations import ABLATIONS, dvc_command, run_all
-
     if not run:
+        from fusion.ablations import ABLATIONS, dvc_command
+
         typer.echo("\n".join(dvc_command(name) for name in ABLATIONS))
         return
     config = load_params(params)
-    layout = Layout(config.corpus(corpus).name)
+    layout = Layout(_corpus(config, corpus).name)
+    from fusion.ablations import run_all
+
     rows = run_all(layout.tensors, config.model_for(corpus), config.train_for(corpus),
                    echo=show.line)
     show.scores(f"ablations on {layout.tensors} (dev)", [
@@ -342,11 +358,11 @@ def cv(corpus: str = CORPUS, params: Path = PARAMS, folds: int = typer.Option(
         ) -> None:
     """Speaker-independent cross-validation (IEMOCAP: leave-one-session-out): weighted- and
     macro-F1, mean ± std and median over the folds."""
+    config = load_params(params)
+    settings = _corpus(config, corpus)
+    layout = Layout(settings.name)
     from fusion.cv import fold_count, run_cv, summary_line
 
-    config = load_params(params)
-    settings = config.corpus(corpus)
-    layout = Layout(settings.name)
     if not layout.manifest.is_file():
         raise FileNotFoundError(f"{layout.manifest}: manifest not found; run `mcncl manifest` "
                                 "(or `dvc repro manifest`).")

@@ -2,7 +2,9 @@
 
 Here: the modalities in their one order (the model's streams, the tensors, checkpoints and
 reports follow it), the split names, :class:`vocabulary.layout.Layout` (where a corpus's
-files are) and :mod:`vocabulary.atomic` (atomic Parquet and text writes).
+files are), :mod:`vocabulary.atomic` (atomic Parquet and text writes) and
+:mod:`vocabulary.portable` (torch's maths pinned for a corpus that must be the same bytes on
+any CPU).
 """
 
 MODALITIES = ("text", "acoustic", "facial")

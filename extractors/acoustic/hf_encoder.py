@@ -22,6 +22,7 @@ from extractors.acoustic.extractor import AcousticConfig, SpeechExtractor, pool_
 from extractors.base import weights_hash
 from extractors.code_hash import code_hash
 from extractors.layers import chosen_states, layer_choice
+from vocabulary import portable
 
 
 class HFAudioExtractor(SpeechExtractor):
@@ -59,7 +60,7 @@ class HFAudioExtractor(SpeechExtractor):
         width = model_config.hidden_size
         transformers = importlib.metadata.version("transformers")
         self.version = (f"{code_hash(type(self).__module__)}+transformers-{transformers}"
-                        f"+{weights_hash(str(folder))}")
+                        f"+{weights_hash(str(folder))}{portable.version_tag()}")
         self.schema = pa.schema([
             pa.field("duration_s", pa.float32()),
             pa.field("functionals", pa.list_(pa.float32(), width)),

@@ -22,6 +22,7 @@ import numpy as np
 
 from extractors.facial.aus import AUS
 from extractors.facial.tracks import Face
+from vocabulary import portable
 
 POSE_COLUMNS = ("Yaw", "Pitch", "Roll")  # py-feat's head pose in degrees, in our order
 # detector → (hub repo under py-feat/, accepted file names) for its default arguments
@@ -87,7 +88,8 @@ class PyFeatBackend:
         identity = "|".join(f"{p.relative_to(resources)}:{p.stat().st_size}" for p in weights)
         self.version = (f"py-feat-{importlib.metadata.version('py-feat')}+"
                         f"{config.pyfeat_detector}+"
-                        f"{hashlib.sha256(identity.encode()).hexdigest()[:12]}")
+                        f"{hashlib.sha256(identity.encode()).hexdigest()[:12]}"
+                        f"{portable.version_tag()}")
         self.aus = list(AUS)
         self._lock = threading.Lock()
 

@@ -34,6 +34,7 @@ from extractors.base import Failure, Result, UtteranceInput, weights_hash
 from extractors.code_hash import code_hash
 from extractors.configs import PACKAGED_MODEL, TextConfig
 from extractors.layers import chosen_states, layer_choice
+from vocabulary import portable
 
 
 def model_path(model: str) -> str:
@@ -111,7 +112,7 @@ class TextExtractor:
         dim = self.model.get_embedding_dimension()
         version = importlib.metadata.version("sentence-transformers")
         self.version = (f"{code_hash(type(self).__module__)}+sentence-transformers-{version}"
-                        f"+{weights_hash(path)}")
+                        f"+{weights_hash(path)}{portable.version_tag()}")
         self.schema = pa.schema([
             pa.field("embedding", pa.list_(pa.float32(), dim)),
             pa.field("token_embeddings", pa.list_(pa.list_(pa.float32(), dim))),

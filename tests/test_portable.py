@@ -1,0 +1,64 @@
+"""``corpora.<name>.portable``: torch's maths pinned to one code path before torch loads, so the
+demo's committed dvc.lock holds on any x86-64 CPU (issue 27, item 7). That the pinned bytes are
+the same across CPU families is measured by ``bench/cpu_families.py`` (it needs QEMU); the
+pipeline test compares the demo's text features with the committed lock byte for byte."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from extractors.configs import TextConfig
+from extractors.text import TextExtractor
+from vocabulary.portable import PINNED, pin_maths
+
+PARAMS = """corpora:
+  demo: {kind: meld, root: data/demo, portable: true}
+  mine: {kind: meld, root: data/mine}
+"""
+# which corpus's settings a command takes, then torch's kernels and the environment it sees
+PROBE = ("import os, sys; from mcncl import cli; from mcncl.config import load_params; "
+         "cli._corpus(load_params(sys.argv[1]), sys.argv[2]); import torch; "
+         "print(torch.backends.cpu.get_cpu_capability(), os.environ.get('MKL_CBWR'))")
+
+
+def _python(code: str, *args: str, pinned: bool = False) -> str:
+    """What a fresh interpreter running ``code`` prints, started without the pins (or with)."""
+    env = {k: v for k, v in os.environ.items() if k not in PINNED} | (PINNED if pinned else {})
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                          env=env)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip().splitlines()[-1]
+
+
+def test_a_portable_corpus_runs_torch_on_avx2_kernels_and_mkl_compatible(tmp_path: Path):
+    params = tmp_path / "params.yaml"
+    params.write_text(PARAMS)
+    assert _python(PROBE, str(params), "demo") == "AVX2 COMPATIBLE"
+    capability, mkl = _python(PROBE, str(params), "mine").split()
+    assert mkl == "None"  # another corpus keeps torch's fastest kernels for this CPU
+    assert capability in {"AVX2", "AVX512"}
+
+
+def test_pinning_after_torch_loaded_is_refused(monkeypatch):
+    import torch  # noqa: F401  (loaded by this suite anyway)
+
+    for key in PINNED:
+        monkeypatch.delenv(key, raising=False)
+    with pytest.raises(RuntimeError, match="before torch is imported"):
+        pin_maths(True)
+    pin_maths(False)  # a corpus that is not portable changes nothing
+    assert not any(key in os.environ for key in PINNED)
+
+
+def test_pinned_text_features_have_their_own_cache_entries_and_metadata(monkeypatch):
+    code = ("from extractors.configs import TextConfig; from extractors.text import "
+            "TextExtractor; print(TextExtractor(TextConfig()).version)")
+    pinned = _python(code, pinned=True)
+    for key in PINNED:
+        monkeypatch.delenv(key, raising=False)
+    assert pinned == TextExtractor(TextConfig()).version + "+pinned-maths"
