@@ -212,6 +212,7 @@ def test_dvc_exp_run_with_a_changed_setting_and_exp_show(project: Path):
 def test_second_corpus_runs_side_by_side_and_reuses_cached_features(project: Path):
     params = project / "params.yaml"
     text, added = re.subn(r"^demo:", "  again:\n    kind: meld\n    root: data/demo\n"
+                          "    portable: true\n"  # as the demo: pinned text features are shared
                           "    model: {modalities: [text], d_model: 32}\n\ndemo:",
                           params.read_text(), count=1, flags=re.M)  # its own model
     assert added == 1
