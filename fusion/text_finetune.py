@@ -48,6 +48,7 @@ from extractors.text.extractor import (
     previous_turns,
 )
 from fusion.training import (
+    adamw,
     improves,
     lr_factor,
     new_state,
@@ -194,10 +195,8 @@ def _training_step(model, head, config: FinetuneConfig, n_train: int) -> Callabl
     """One optimisation step on a batch (AdamW, clipped gradients, :func:`lr_factor`)."""
     import torch
 
-    optimizer = torch.optim.AdamW([
-        {"params": model.parameters(), "lr": config.lr},
-        {"params": head.parameters(), "lr": config.head_lr},
-    ], weight_decay=config.weight_decay)
+    optimizer = adamw([{"params": model.parameters(), "lr": config.lr},
+                       {"params": head.parameters(), "lr": config.head_lr}], config.weight_decay)
     total = math.ceil(n_train / config.batch_size) * config.epochs
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer,

@@ -35,6 +35,7 @@ from fusion.losses import total_loss
 from fusion.metrics import scores
 from fusion.model import MCNCL, build_model
 from fusion.training import (
+    adamw,
     improves,
     lr_factor,
     new_state,
@@ -133,8 +134,7 @@ def set_up(tensor_dir: Path, model_config: ModelConfig, config: TrainConfig) -> 
     net = nn.parallel.DistributedDataParallel(model, find_unused_parameters=True) \
         if world > 1 else model
     torch.manual_seed(config.seed + rank)  # the same weights everywhere, dropout per rank
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
-                                  weight_decay=config.weight_decay)
+    optimizer = adamw(model.parameters(), config.weight_decay, config.lr)
     shuffles = torch.Generator().manual_seed(config.seed)
     plans = [epoch_plan(train_split, config.batch_size, shuffles, rank, world,
                         model_config.context != "none") for _ in range(config.epochs)]

@@ -1,6 +1,6 @@
 """The one training toolkit: what MCN-CL's loop (``fusion/train.py``) and the text encoder's
-fine-tuning (``fusion/text_finetune.py``) share: the learning-rate schedule, seeding, the
-device, and the bookkeeping of the best epoch on dev (early stopping).
+fine-tuning (``fusion/text_finetune.py``) share: the optimiser, the learning-rate schedule,
+seeding, the device, and the bookkeeping of the best epoch on dev (early stopping).
 
 torch is imported inside the functions that need it, so that importing this stays cheap (the
 ``mcncl extract`` command reads fine-tuned encoder cards through ``fusion/text_finetune.py``).
@@ -10,12 +10,22 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 if TYPE_CHECKING:
     import torch
+
+
+def adamw(groups: Iterable, weight_decay: float, lr: float = 0.0) -> torch.optim.AdamW:
+    """AdamW, fused: one kernel per step whose square root is the IEEE one. The unfused step's
+    ``torch.sqrt`` is not exact, and rounds differently per CPU (MKL), so a portable corpus's
+    model would differ in the last bits between CPU families (``bench/cpu_families.py``)."""
+    import torch
+
+    return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay, fused=True)
 
 
 def lr_factor(step: int, warmup: int, total: int, decay: str = "cosine") -> float:

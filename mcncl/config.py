@@ -47,7 +47,7 @@ class CorpusConfig:
     dev_actors: tuple[int, ...] = (11, 12)  # ravdess
     test_actors: tuple[int, ...] = (23, 24)  # ravdess
     labels: tuple[str, ...] = ()  # csv: the label set (empty: the labels found)
-    portable: bool = False  # torch's maths on one code path: text the same bytes on any CPU
+    portable: bool = False  # torch's maths on one code path: the same bytes on any CPU
     model: ModelConfig | None = None  # corpora.<name>.model, merged over the model section
     train: TrainConfig | None = None  # corpora.<name>.train, merged over the train section
 

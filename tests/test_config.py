@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 def test_repo_params_load_typed():
     params = load_params(REPO / "params.yaml")
     # shipped params = documented defaults, but the demo trains on one thread and pins torch's
-    # maths (text features the same bytes on any machine)
+    # maths (the same bytes on any machine)
     assert params.corpora == {"demo": replace(CorpusConfig(), portable=True, train=replace(
         params.train, num_threads=1))}
     assert params.train.num_threads == 0 and params.acoustic.feature_set == "ComParE_2016"

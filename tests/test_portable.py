@@ -62,3 +62,22 @@ def test_pinned_text_features_have_their_own_cache_entries_and_metadata(monkeypa
     for key in PINNED:
         monkeypatch.delenv(key, raising=False)
     assert pinned == TextExtractor(TextConfig()).version + "+pinned-maths"
+
+
+def test_training_steps_with_the_fused_adamw_whose_square_root_is_exact(tmp_path: Path):
+    """The unfused AdamW's torch.sqrt rounds differently per CPU, pinned or not (measured:
+    docs/development.md); both training loops take the optimiser from fusion.training."""
+    import torch
+
+    from fusion.config import ModelConfig, TrainConfig
+    from fusion.train import set_up
+    from fusion.training import adamw
+    from tests.tensor_cache import make_tensor_cache
+
+    run = set_up(make_tensor_cache(tmp_path / "cache"), ModelConfig(), TrainConfig())
+    assert run.optimizer.defaults["fused"] is True
+    weight = torch.nn.Parameter(torch.zeros(64))
+    step = adamw([weight], weight_decay=0.0, lr=1.0)
+    weight.grad = torch.full((64,), 2.0)
+    step.step()  # Adam's first step moves every weight by lr · sign(grad), up to eps
+    assert torch.allclose(weight.detach(), torch.full((64,), -1.0))

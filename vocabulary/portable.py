@@ -1,12 +1,12 @@
 """``corpora.<name>.portable: true``: torch's floating-point maths on one code path, so that
-corpus's text features are the same bytes on every x86-64 CPU and at any thread count.
+corpus's text features and model are the same bytes on every x86-64 CPU and thread count.
 
 Left alone, torch picks kernels by CPU: MKL's matrix products by vendor and instruction set,
 oneDNN and torch's own vectorised kernels by instruction set (AVX2 or AVX-512), so the last
 bits of the text features, and all that follows them, differ between an Intel and an AMD
-machine (``bench/cpu_families.py``). The demo sets it, so its committed text features hold
-on any machine (its trained model does not yet: docs/development.md); it halves the text
-encoder's speed, which a large corpus need not pay. The
+machine (``bench/cpu_families.py``). The demo sets it, so its committed ``dvc.lock`` holds on
+other machines (facial features aside: docs/development.md); it halves the text encoder's
+speed, which a large corpus need not pay. The
 settings are read once, at torch's first operation: they go into the environment before torch
 is imported, and worker processes inherit them."""
 
