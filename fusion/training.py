@@ -21,8 +21,8 @@ if TYPE_CHECKING:
 
 def adamw(groups: Iterable, weight_decay: float, lr: float = 0.0) -> torch.optim.AdamW:
     """AdamW, fused: one kernel per step whose square root is the IEEE one. The unfused step's
-    ``torch.sqrt`` is not exact, and rounds differently per CPU (MKL), so a portable corpus's
-    model would differ in the last bits between CPU families (``bench/cpu_families.py``)."""
+    ``torch.sqrt`` is not exact and rounds differently per CPU even with the maths pinned, so a
+    portable corpus's model differed in the last bits between CPUs (docs/development.md)."""
     import torch
 
     return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay, fused=True)
