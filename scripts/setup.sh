@@ -74,6 +74,6 @@ echo "setup: installing the project into .venv (first time: several minutes, tor
 # py-feat needs torchvision; these two releases are the pair that import together (CUDA builds, run on CPU too).
 .venv/bin/python -m pip install --quiet "torch==2.14.1" "torchvision==0.29.1"
 .venv/bin/python -m pip install --quiet -e ".[dev]"
-.venv/bin/python -c "from feat import Detectorv2; import opensmile, prefect, duckdb, dvc, mediapipe, sentence_transformers"
+.venv/bin/python -c "from feat import Detectorv2; import opensmile, prefect, duckdb, dvc, mediapipe, sentence_transformers, ai_edge_litert"
 echo "$want" > "$stamp"
 echo "setup: done"

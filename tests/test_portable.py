@@ -81,3 +81,16 @@ def test_training_steps_with_the_fused_adamw_whose_square_root_is_exact(tmp_path
     weight.grad = torch.full((64,), 2.0)
     step.step()  # Adam's first step moves every weight by lr · sign(grad), up to eps
     assert torch.allclose(weight.detach(), torch.full((64,), -1.0))
+
+
+def test_a_portable_corpus_reads_faces_on_crops_only(monkeypatch):
+    """Face crops (``full_range``) are read on LiteRT's built-in kernels, the same bytes on any
+    CPU; ``short_range`` follows faces in MediaPipe's XNNPACK runtime, which is not."""
+    from extractors.facial import FacialConfig, FacialExtractor
+
+    assert "+litert-" in FacialExtractor(FacialConfig()).version
+    assert "+mediapipe-" in FacialExtractor(FacialConfig(detector="short_range")).version
+    for key, value in PINNED.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(ValueError, match="a portable corpus needs facial.detector: full_range"):
+        FacialExtractor(FacialConfig(detector="short_range"))

@@ -5,10 +5,10 @@ Left alone, torch picks kernels by CPU: MKL's matrix products by vendor and inst
 oneDNN and torch's own vectorised kernels by instruction set (AVX2 or AVX-512), so the last
 bits of the text features, and all that follows them, differ between an Intel and an AMD
 machine (``bench/cpu_families.py``). The demo sets it, so its committed ``dvc.lock`` holds on
-other machines (facial features aside: docs/development.md); it halves the text encoder's
-speed, which a large corpus need not pay. The settings are read once, at torch's first
-operation: they go into the environment before torch is imported, and worker processes
-inherit them."""
+other machines (facial features need no setting, but ``detector: short_range`` is refused:
+docs/development.md); it halves the text encoder's speed, which a large corpus need not pay.
+The settings are read once, at torch's first operation: they go into the environment before
+torch is imported, and worker processes inherit them."""
 
 from __future__ import annotations
 

@@ -29,7 +29,7 @@ from extractors.base import (
 )
 from extractors.code_hash import code_hash
 from extractors.configs import FacialConfig
-from extractors.facial.aus import AUS, BLENDSHAPE_AUS, N_BLENDSHAPES
+from extractors.facial.aus import AUS, BLENDSHAPE_AUS, BLENDSHAPES
 from extractors.facial.coverage import coverage_markdown
 from extractors.facial.detector import FullRangeDetector, crop_face
 from extractors.facial.speaker import LOUDNESS_WINDOW, choose_speaker, loudness_envelope
@@ -71,7 +71,7 @@ class FacialExtractor:
             pa.field("frame_times", pa.list_(pa.float32())),
             pa.field("face_present", pa.list_(pa.bool_())),
             pa.field("aus", pa.list_(vector)),
-            pa.field("blendshapes", pa.list_(pa.list_(pa.float32(), N_BLENDSHAPES))),
+            pa.field("blendshapes", pa.list_(pa.list_(pa.float32(), len(BLENDSHAPES)))),
             pa.field("face_box", pa.list_(pa.list_(pa.float32(), 4))),  # x, y, width, height
             pa.field("face_confidence", pa.list_(pa.float32())),
             pa.field("head_pose", pa.list_(pa.list_(pa.float32(), 3))),  # yaw, pitch, roll
