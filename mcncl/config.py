@@ -28,6 +28,7 @@ from fusion.config import (
     TrainConfig,
     renamed,
 )
+from vocabulary.layout import corpus_name_problem
 
 
 class ConfigError(ValueError):
@@ -133,7 +134,7 @@ INERT: dict[tuple[str, str], Callable[[ModelConfig, TrainConfig], tuple[str, str
     ("train", "combine"): lambda model, train: (
         ("train.seeds is 1", "set train.seeds above 1") if train.seeds <= 1 else None),
     ("model", "max_speakers"): lambda model, train: (
-        ("model.context is none", "set model.context: past or past_future")
+        ("model.context is none", "set model.context: auto, past or past_future")
         if model.context == "none" else None),
 }
 
@@ -231,6 +232,9 @@ def _corpora(raw: Any, path: Path, sections: dict[str, Any]) -> dict[str, Corpus
     corpora = {}
     for name, given in raw.items():
         where = f"{path}: corpora.{name}"
+        problem = corpus_name_problem(str(name))
+        if problem:
+            raise ConfigError(f"{path}: corpora: {problem}; rename it.")
         if given is not None and not isinstance(given, dict):
             raise ConfigError(f"{where}: expected a mapping of the corpus's settings (e.g. "
                               f"kind: meld), got {_describe(given)}; fix it.")

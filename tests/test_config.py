@@ -156,9 +156,9 @@ def test_the_earlier_modality_names_load_as_todays_with_a_hint(tmp_path: Path, c
         ("tensors: {dtype: float32}\n", r"tensors.dtype: unknown key \(deleted: the tensor "
          r"cache is always float16\)"),
         ("train: {logit_adjustment: 1.0}\n", r"train.logit_adjustment: unknown key \(deleted: "
-         r"the post-hoc adjustment chosen on dev \(fusion/adjustment.py\) measured better\)"),
+         r"it cost weighted-F1 on MELD held out \(docs/model.md, class imbalance\)\)"),
         ("train: {class_weights: true}\n", r"train.class_weights: unknown key \(deleted: "
-         r"the post-hoc adjustment chosen on dev \(fusion/adjustment.py\) measured better\)"),
+         r"it cost weighted-F1 on MELD held out \(docs/model.md, class imbalance\)\)"),
     ],
 )
 def test_params_errors(tmp_path: Path, text, message):
@@ -174,8 +174,8 @@ def test_params_errors(tmp_path: Path, text, message):
     ("train: {hard_negative_beta: 0.0}\n", "train.hard_negative_beta is 0.0",
      "train.contrastive_weight is 0"),
     ("train: {combine: average}\n", "train.combine is 'average'", "train.seeds is 1"),
-    ("model: {max_speakers: 8}\n", "model.max_speakers is 8",
-     "model.context is none; remove it or set model.context: past or past_future"),
+    ("model: {context: none, max_speakers: 8}\n", "model.max_speakers is 8",
+     "model.context is none; remove it or set model.context: auto, past or past_future"),
     ("corpora:\n  m: {kind: meld, train: {hard_negative_beta: 1.0}}\n",
      "corpora.m.train.hard_negative_beta is 1.0", "train.contrastive_weight is 0"),
 ])
@@ -196,7 +196,8 @@ def test_a_setting_that_acts_for_some_corpus_or_keeps_its_default_is_accepted(tm
     refuse_inert(load_params(path), path)
     path.write_text("train: {combine: average, temperature: 0.1}\n")  # temperature: the default
     refuse_inert(load_params(path), path, seeds=3)  # mcncl train --seeds 3
-    path.write_text("train: {temperature: 0.2, combine: average}\nmodel: {max_speakers: 8}\n")
+    path.write_text("train: {temperature: 0.2, combine: average}\n"
+                    "model: {context: none, max_speakers: 8}\n")
     with pytest.raises(ConfigError, match=re.escape(
             f"{path}: settings that cannot act: train.temperature (train.contrastive_weight is "
             "0), train.combine (train.seeds is 1), model.max_speakers (model.context is none); "

@@ -41,3 +41,16 @@ def test_demo_prosody_differs_by_emotion(demo_corpus: Path):
         rate.setdefault(r["Emotion"], []).append(len(r["Utterance"]) / seconds)
     mean = {k: sum(v) / len(v) for k, v in rate.items()}
     assert mean["anger"] > mean["neutral"] > mean["disgust"]
+
+
+def test_a_script_line_that_looks_like_an_option_is_spoken_not_obeyed(tmp_path: Path):
+    """A line ``-f<file>`` must not make espeak-ng read (and speak) that file."""
+    from extractors.corpora.demo import CLIP_DIRS, Line, _render
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text("private words " * 60)  # read aloud this would last half a minute
+    line = Line("train", 0, 0, "Anna", "neutral", f"-f{secret}")
+    (tmp_path / CLIP_DIRS["train"]).mkdir(parents=True)
+    plain = Line("train", 0, 1, "Anna", "neutral", f"f{secret}")
+    assert abs(_render(line, tmp_path) - _render(plain, tmp_path)) < 1.0
+    assert _render(line, tmp_path) < 10

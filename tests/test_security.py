@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -257,3 +259,22 @@ def test_the_cli_reports_a_missing_params_file_in_one_line(tmp_path: Path):
     assert result.returncode == 2
     assert result.stderr.strip() == ("error: nowhere.yaml: file not found; run from the project "
                                      "root or pass --params PATH.")
+
+
+@pytest.mark.parametrize("name", ["../../../victim", "/tmp/victim", "", ".hidden", "a/b", "..",
+                                  "x y"])
+def test_a_corpus_name_that_could_leave_data_is_refused_at_load(tmp_path: Path, name: str):
+    """A corpus name becomes folder and file names under data/: one plain folder name only,
+    refused when params.yaml is read (before any stage writes or deletes anything)."""
+    path = tmp_path / "params.yaml"
+    path.write_text(f"corpora:\n  {json.dumps(name)}: {{kind: meld, root: data/demo}}\n")
+    with pytest.raises(ConfigError, match=re.escape(
+            f"{path}: corpora: corpus name {name!r} is not one plain folder name; use letters, "
+            "digits, _, . and - only, starting with a letter or digit (e.g. meld_text); "
+            "rename it.")):
+        load_params(path)
+    if name not in (".hidden", "x y"):  # names a path could hold, but params may not
+        with pytest.raises(ValueError, match=f"corpus name {re.escape(repr(name))} would "
+                                             "leave data; name a corpus with one plain"):
+            Layout(name)
+    assert Layout("meld_text.v2-1").models == Path("data/models/meld_text.v2-1")

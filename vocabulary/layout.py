@@ -7,8 +7,20 @@ the two agree.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
+
+# A corpus name is one folder name: it can never climb out of (or replace) the data folders.
+CORPUS_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def corpus_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a corpus, in words, or None when it can."""
+    if CORPUS_NAME.fullmatch(name):
+        return None
+    return (f"corpus name {name!r} is not one plain folder name; use letters, digits, _, . and "
+            "- only, starting with a letter or digit (e.g. meld_text)")
 
 
 @dataclass(frozen=True)
@@ -17,6 +29,14 @@ class Layout:
 
     corpus: str
     data: Path = Path("data")
+
+    def __post_init__(self) -> None:
+        """Every path built here stays under ``data``: the corpus is one path component.
+        (params.yaml asks more of a name, :func:`corpus_name_problem`; a manifest put under
+        data/manifests by hand may have any file name, and is quoted wherever SQL reads it.)"""
+        if self.corpus in ("", ".", "..") or any(c in self.corpus for c in "/\\\0"):
+            raise ValueError(f"corpus name {self.corpus!r} would leave {self.data}; "
+                             "name a corpus with one plain folder name.")
 
     @property
     def manifest(self) -> Path:

@@ -120,9 +120,9 @@ def _render(line: Line, root: Path) -> float:
     """Speak ``line`` and mux it with its face into an mp4; return the clip's duration."""
     wav = root / line.clip.replace(".mp4", ".wav")
     rate, pitch, amplitude = PROSODY[line.emotion]
-    subprocess.run(
+    subprocess.run(  # "--": the script's line is text to speak, never an option
         ["espeak-ng", "-v", VOICES[line.speaker], "-s", str(rate), "-p", str(pitch),
-         "-a", str(amplitude), "-w", str(wav), line.text],
+         "-a", str(amplitude), "-w", str(wav), "--", line.text],
         check=True, capture_output=True,
     )
     with wave.open(str(wav)) as w:
