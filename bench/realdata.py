@@ -57,13 +57,10 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 from extractors.base import config_hash  # noqa: E402
 from extractors.corpora import prepare_corpus  # noqa: E402
 from fusion.ablations import with_overrides  # noqa: E402
-from fusion.adjustment import unadjusted  # noqa: E402
-from fusion.checkpoint import MODEL, load_checkpoint  # noqa: E402
 from fusion.cv import run_cv  # noqa: E402
 from fusion.data import load_split  # noqa: E402
-from fusion.evaluate import evaluate  # noqa: E402
+from fusion.evaluate import load_model  # noqa: E402
 from fusion.metrics import scores  # noqa: E402
-from fusion.model import model_from_checkpoint  # noqa: E402
 from fusion.seeds import train_seeds  # noqa: E402
 from fusion.tensors import build_tensors  # noqa: E402
 from fusion.train import predict  # noqa: E402
@@ -87,6 +84,8 @@ TASKS = {
     "meld-text": Task("meld", SHARED / "meld", "text", "embedding", "dialogue_id"),
     "ravdess-audio": Task("ravdess", SHARED / "ravdess_speech", "acoustic", "functionals",
                           "speaker"),
+    "emorynlp-text": Task("csv", SHARED / "emorynlp" / "corpus.csv", "text", "embedding",
+                          "dialogue_id"),
 }
 CONTRASTIVE = {"train.contrastive_weight": 0.1, "train.temperature": 0.1}  # tuned on dev
 CONFIGS: dict[str, dict[str, object]] = {  # name: params overrides
@@ -94,7 +93,11 @@ CONFIGS: dict[str, dict[str, object]] = {  # name: params overrides
     "ce": {"train.contrastive_weight": 0.0},
     "supcon": {**CONTRASTIVE, "train.hard_negative_beta": 0.0},
     "supcon-hn": {**CONTRASTIVE},  # hard negatives at train.hard_negative_beta (params)
-    "context": {"train.contrastive_weight": 0.0, "model.context": "past_future"},
+    "none": {"model.context": "none"},
+    "past": {"model.context": "past"},
+    "past_future": {"model.context": "past_future"},
+    "tf-past": {"model.context": "past", "model.context_module": "transformer"},
+    "tf-past_future": {"model.context": "past_future", "model.context_module": "transformer"},
 }
 
 
@@ -161,13 +164,24 @@ def tensors_for(manifest: Path, features: Path, config, work: Path) -> Path:
     return out
 
 
-def baseline(manifest: Path, features: Path, column: str) -> tuple[float, float, float]:
-    """The regression trained on train, scored on dev: weighted-F1, macro-F1, accuracy."""
-    m = pq.read_table(manifest, columns=["utterance_id", "split", "label"]).to_pandas()
+def baseline(manifest: Path, features: Path, column: str,
+             previous: bool = False) -> tuple[float, float, float]:
+    """The regression trained on train, scored on dev: weighted-F1, macro-F1, accuracy. With
+    ``previous``, each utterance's vector is followed by its dialogue's previous turn's (zeros
+    for a first turn)."""
+    m = pq.read_table(manifest, columns=["utterance_id", "split", "label", "dialogue_id",
+                                         "turn"]).to_pandas()
     f = pq.read_table(features, columns=["utterance_id", column]).to_pandas()
-    data = m.merge(f, on="utterance_id")
-    x = {s: np.stack(data[data.split == s][column].to_numpy()) for s in ("train", "dev")}
-    y = {s: data[data.split == s]["label"].to_numpy() for s in ("train", "dev")}
+    data = m.merge(f, on="utterance_id").sort_values(["dialogue_id", "turn"])
+    vectors = np.stack(data[column].to_numpy())
+    if previous:
+        before = np.zeros_like(vectors)
+        same = (data["dialogue_id"].to_numpy()[1:] == data["dialogue_id"].to_numpy()[:-1])
+        before[1:][same] = vectors[:-1][same]
+        vectors = np.concatenate([vectors, before], axis=1)
+    split = data["split"].to_numpy()
+    x = {s: vectors[split == s] for s in ("train", "dev")}
+    y = {s: data["label"].to_numpy()[split == s] for s in ("train", "dev")}
     predicted = logistic().fit(x["train"], y["train"]).predict(x["dev"])
     return (f1_score(y["dev"], predicted, average="weighted"),
             f1_score(y["dev"], predicted, average="macro"), accuracy_score(y["dev"], predicted))
@@ -185,9 +199,12 @@ def run_dev(task: str, names: list[str], sets: dict, seeds: int, epochs: int | N
     manifest, features = prepare(task, params, work, in_process, sets)
     sets = model_sets(task, sets)
     spec = TASKS[task]
-    base_f1, base_macro, _ = baseline(manifest, features / f"{spec.modality}.parquet", spec.column)
-    print(f"| {task} | logistic regression | {100 * base_f1:.1f} | | {100 * base_macro:.1f} "
-          "| |", flush=True)
+    for label, previous in (("logistic regression", False),
+                            ("logistic regression + previous turn", True)):
+        base_f1, base_macro, _ = baseline(manifest, features / f"{spec.modality}.parquet",
+                                          spec.column, previous)
+        print(f"| {task} | {label} | {100 * base_f1:.1f} | | {100 * base_macro:.1f} | |",
+              flush=True)
     manifest = held_out(task, manifest)
     calls = []
     for name in names:
@@ -201,40 +218,52 @@ def run_dev(task: str, names: list[str], sets: dict, seeds: int, epochs: int | N
     values = iter(run_jobs(held_out_f1, calls, jobs))
     for name in names:
         mine = [next(values) for _ in range(seeds)]
-        for label, scored in ((name, [r[:2] for r in mine]),
-                              (f"{name} + post-hoc τ (the default)", [r[2:] for r in mine])):
-            print(f"| {task} | {label} | {_summary([w for w, _ in scored])} | "
-                  f"{_summary([m for _, m in scored])} |", flush=True)
+        for i, rule in enumerate(TAU_RULES):
+            print(f"| {task} | {name}, {rule} | {_summary([r[2 * i] for r in mine])} | "
+                  f"{_summary([r[2 * i + 1] for r in mine])} |", flush=True)
 
 
-def held_out_f1(name: str, tensor_dir: Path, work: Path, model,
-                config) -> tuple[float, float, float, float]:
+# The post-hoc logit adjustment (Menon et al., ICLR 2021) that the model applied until it was
+# deleted (docs/model.md, class imbalance): argmax log p(y|x) - τ log prior(y), τ from TAUS
+# chosen on the inner dev split by each rule. Kept here to show what it does on held-out data.
+TAUS = tuple(i / 4 for i in range(13))  # 0, 0.25, ..., 3
+TAU_RULES = ("as trained", "τ by dev macro-F1", "τ by dev weighted-F1",
+             "τ by dev macro-F1, halved")
+
+
+def adjusted(probs: np.ndarray, log_prior: np.ndarray, tau: float) -> np.ndarray:
+    return (np.log(np.maximum(probs, 1e-12)) - tau * log_prior).argmax(1)
+
+
+def held_out_f1(name: str, tensor_dir: Path, work: Path, model, config) -> list[float]:
     """One training (``train.seeds`` of them, combined) in a scratch folder, selected on the
-    inner dev split: the kept model's test weighted-F1 and macro-F1, in points, without and
-    with the post-hoc logit adjustment that training chose on the inner dev split."""
+    inner dev split: the kept model's test weighted-F1 and macro-F1, in points, for each rule
+    of :data:`TAU_RULES`."""
     with tempfile.TemporaryDirectory(dir=work) as out:
         train_seeds(tensor_dir, Path(out), model, config, echo=lambda *_: None)
-        raw, saved = as_trained(tensor_dir, Path(out))
-        adjusted = evaluate(tensor_dir, Path(out), "test", echo=lambda *_: None)
-    print(f"  {name}: inner dev weighted-F1 {100 * saved['dev']['weighted_f1']:.1f}, macro-F1 "
-          f"{100 * saved['dev']['macro_f1']:.1f}; test weighted-F1 {raw[0]:.1f}, macro-F1 "
-          f"{raw[1]:.1f}; post-hoc τ {saved['posthoc_adjustment']['tau']:.2f}: weighted-F1 "
-          f"{100 * adjusted['weighted_f1']:.1f}, macro-F1 {100 * adjusted['macro_f1']:.1f}; "
-          "per class, as trained → adjusted: " + ", ".join(
-              f"{c} {100 * f:.0f} → {100 * adjusted['per_class_f1'].get(c, 0.0):.0f}"
-              for c, f in raw[2].items()), flush=True)
-    return (*raw[:2], 100 * adjusted["weighted_f1"], 100 * adjusted["macro_f1"])
+        trained, saved = load_model(Path(out))
+    cpu = torch.device("cpu")
+    names = saved["meta"]["labels"]
+    counts = np.bincount(load_split(tensor_dir, "train", cpu)["label"].numpy(),
+                         minlength=len(names)).clip(min=1)
+    log_prior = np.log(counts / counts.sum())
+    dev_probs, dev_labels = predict(trained, load_split(tensor_dir, "dev", cpu), 128)
+    probs, labels = predict(trained, load_split(tensor_dir, "test", cpu), 128)
 
+    def best_tau(key: str) -> float:
+        return TAUS[int(np.argmax([scores(dev_labels, adjusted(dev_probs, log_prior, t),
+                                          names)[key] for t in TAUS]))]
 
-def as_trained(tensor_dir: Path, model_dir: Path) -> tuple[tuple[float, float, dict], dict]:
-    """The test weighted-F1 and macro-F1 (points) and per-class F1 of ``model_dir``'s
-    checkpoint without its post-hoc adjustment, and the checkpoint (its dev scores, the τ that
-    training chose)."""
-    saved = load_checkpoint(model_dir / MODEL)
-    probs, labels = predict(model_from_checkpoint(unadjusted(saved)),
-                            load_split(tensor_dir, "test", torch.device("cpu")), 128)
-    raw = scores(labels, probs.argmax(1), saved["meta"]["labels"])
-    return (100 * raw["weighted_f1"], 100 * raw["macro_f1"], raw["per_class_f1"]), saved
+    by_macro, by_weighted = best_tau("macro_f1"), best_tau("weighted_f1")
+    values, notes = [], []
+    for rule, tau in zip(TAU_RULES, (0.0, by_macro, by_weighted, by_macro / 2), strict=True):
+        scored = scores(labels, adjusted(probs, log_prior, tau), names)
+        values += [100 * scored["weighted_f1"], 100 * scored["macro_f1"]]
+        notes.append(f"{rule} (τ {tau:g}) {values[-2]:.1f}/{values[-1]:.1f}")
+    print(f"  {name}: context {saved['model_config']['context']}, epoch {saved['epoch']}, "
+          f"inner dev weighted-F1 {100 * saved['dev']['weighted_f1']:.1f}; test weighted/"
+          "macro-F1: " + "; ".join(notes), flush=True)
+    return values
 
 
 def _summary(values: list[float]) -> str:
@@ -264,9 +293,9 @@ def lr_on_folds(cv_dir: Path, k: int) -> tuple[float, float]:
 
 def run_folds(task: str, names: list[str], sets: dict, k: int, epochs: int | None,
               work: Path, norms: tuple[str, ...] = ("speaker",), seeds: int = 1) -> None:
-    """Speaker-independent CV of each configuration (fold k tests, fold k + 1 selects: the
-    epoch, the seed of ``train.seeds`` and τ), ``seeds`` times: each seed's weighted-F1 and
-    macro-F1 averaged over the folds, as trained and with the post-hoc τ."""
+    """Speaker-independent CV of each configuration (fold k tests, fold k + 1 selects the
+    epoch and the seed of ``train.seeds``), ``seeds`` times: each seed's weighted-F1 and
+    macro-F1 averaged over the folds."""
     params = load_params(REPO / "params.yaml")
     manifest, features = prepare(task, params, work, sets=sets)
     tag = "-".join(f"{k}={v}" for k, v in sets.items() if k != "train.num_threads")
@@ -275,30 +304,27 @@ def run_folds(task: str, names: list[str], sets: dict, k: int, epochs: int | Non
         for name in names:
             chosen = sections(params, task, {"tensors.speaker_norm": norm, **CONFIGS[name],
                                              **sets})
-            rows = []  # per seed: raw weighted, raw macro, adjusted weighted, adjusted macro
+            rows = []  # per seed: weighted-F1, macro-F1
             for i in range(seeds):
                 config = replace(chosen["train"], epochs=epochs or chosen["train"].epochs,
                                  seed=chosen["train"].seed + chosen["train"].seeds * i)
                 out = work / f"cv-{task}-{norm}-{name}-{config.seed}{'-' + tag if tag else ''}"
                 summary = run_cv(manifest, features, out, chosen["tensors"], chosen["model"],
                                  config, k, echo=lambda *_: None)
-                raw = [as_trained(out / f"fold-{f}" / "tensors",
-                                  out / f"fold-{f}" / "model")[0][:2] for f in range(k)]
-                rows.append((*np.mean(raw, axis=0).tolist(),
-                             100 * summary["weighted_f1_mean"], 100 * summary["macro_f1_mean"]))
+                rows.append((100 * summary["weighted_f1_mean"], 100 * summary["macro_f1_mean"]))
                 print(f"  {name} ({norm}) seed {config.seed}: " + ", ".join(
                     f"{v:.1f}" for v in rows[-1]), flush=True)
             if name == names[0]:
                 lr = lr_on_folds(out, k)
                 print(f"| {task} | logistic regression | {norm} | {lr[0]:.1f} | | {lr[1]:.1f} "
                       "| |", flush=True)
-            for label, at in ((name, 0), (f"{name} + post-hoc τ", 2)):
-                print(f"| {task} | {label} | {norm} | {_summary([r[at] for r in rows])} | "
-                      f"{_summary([r[at + 1] for r in rows])} |", flush=True)
+            print(f"| {task} | {name} | {norm} | {_summary([r[0] for r in rows])} | "
+                  f"{_summary([r[1] for r in rows])} |", flush=True)
 
 
 def _mean_std(values: list[float]) -> str:
-    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.1f} ± {spread:.1f}"
 
 
 def _sets(items: list[str]) -> dict:

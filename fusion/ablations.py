@@ -22,6 +22,7 @@ ABLATIONS: dict[str, dict[str, object]] = {
     "facial-only": {"model.modalities": ["facial"]},
     "concat-fusion": {"model.fusion": "concat"},  # no cross-attention; all else the same
     "no-psa": {"model.pyramid_kernels": []},  # facial frames go straight to the projection
+    "no-context": {"model.context": "none"},  # each utterance alone, as if no dialogue
     "contrastive": {"train.contrastive_weight": 0.1, "train.hard_negative_beta": 0.0},
     "contrastive-hard-negatives": {"train.contrastive_weight": 0.1},  # β: train.hard_negative_beta
 }

@@ -23,10 +23,10 @@ DELETED = {"model": ("projection_dim",),
            "train": ("ema_decay", "label_smoothing", "focal_gamma", "sampler", "min_per_class",
                      "queue_size", "hard_negatives", "logit_adjustment", "class_weights"),
            "tensors": ("dtype",)}
-_POSTHOC = "the post-hoc adjustment chosen on dev (fusion/adjustment.py) measured better"
+_IMBALANCE = "it cost weighted-F1 on MELD held out (docs/model.md, class imbalance)"
 DELETED_WHY = {"hard_negatives": "hard_negative_beta: 0 is plain SupCon",
                "dtype": "the tensor cache is always float16",
-               "logit_adjustment": _POSTHOC, "class_weights": _POSTHOC}
+               "logit_adjustment": _IMBALANCE, "class_weights": _IMBALANCE}
 
 
 def without_deleted_tensors(record: dict) -> dict:
@@ -62,7 +62,11 @@ class ModelConfig:
     dropout: float = 0.2
     pyramid_kernels: tuple[int, ...] = (3, 5, 7)  # facial PSA: one channel group each; () = no PSA
     se_reduction: int = 4  # PSA: squeeze-and-excitation bottleneck within a channel group
-    context: str = "none"  # dialogue GRU: none | past (earlier turns) | past_future (both ways)
+    # auto (past_future for a corpus of dialogues, none for single utterances) | none | past
+    # (earlier turns only) | past_future (the whole dialogue)
+    context: str = "auto"
+    context_module: str = "gru"  # gru | transformer
+    context_layers: int = 1
     max_speakers: int = 16  # context: speakers per dialogue (index within it; beyond wraps)
 
 

@@ -79,6 +79,13 @@ def _deal(plan: list[Tensor], rank: int, world: int) -> list[Tensor]:
 SEQUENCES = MODALITIES
 
 
+def is_conversation(split: dict[str, Tensor]) -> bool:
+    """Whether ``split`` holds a dialogue of more than one utterance (a conversational corpus,
+    which ``model.context: auto`` reads as one; single utterances are each their own)."""
+    dialogue = split["dialogue"]
+    return bool(len(dialogue)) and len(torch.unique(dialogue)) < len(dialogue)
+
+
 def take(split: dict[str, Tensor], rows: Tensor) -> dict[str, Tensor]:
     """The batch of ``rows``; ``index`` says which rows of ``split`` they are.
 

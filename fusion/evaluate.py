@@ -51,7 +51,6 @@ def evaluate(tensor_dir: Path, model_dir: Path, split: str = "test",
     names = meta["labels"]
     result = {"split": split, **scores(labels, predicted, names),
               "best_epoch": saved["epoch"], "dev_weighted_f1": saved["dev"]["weighted_f1"],
-              "posthoc_tau": saved.get("posthoc_adjustment", {}).get("tau", 0.0),
               "coverage": coverage(data, list(meta["dims"]))}
     if (model_dir / "seeds.json").is_file():
         result["seeds"] = _seeds(tensor_dir, model_dir, split)

@@ -16,8 +16,8 @@ CV, docs/model.md) makes it exp(3 s). Weights are constants (no gradient through
 Robinson et al.
 
 The total is the classification loss plus λ × the mean of the modalities' contrastive losses.
-Class imbalance is met after training, by the post-hoc logit adjustment of
-``fusion/adjustment.py``.
+Nothing reweights the classes: class weights, a logit-adjusted loss and a post-hoc logit
+adjustment each cost weighted-F1 on data not tuned on (docs/model.md, "Class imbalance").
 """
 
 from __future__ import annotations

@@ -19,7 +19,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from fusion.adjustment import logit_bias
 from fusion.config import ModelConfig
 
 
@@ -140,6 +139,23 @@ class AttentionPool(nn.Module):
         return (torch.softmax(scores, dim=-1).unsqueeze(-1) * x).sum(1)
 
 
+def dialogues(x: Tensor, dialogue: Tensor, turn: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The rows of ``x`` as padded dialogues in turn order: ``order`` (rows sorted by dialogue,
+    then turn), the padded (dialogues, longest, ...) tensor and each dialogue's length."""
+    order = torch.argsort(dialogue * (int(turn.max()) + 1) + turn, stable=True)
+    _, counts = torch.unique_consecutive(dialogue[order], return_counts=True)
+    padded = nn.utils.rnn.pad_sequence(list(x[order].split(counts.tolist())), batch_first=True)
+    return order, padded, counts
+
+
+def undialogues(padded: Tensor, order: Tensor, counts: Tensor, like: Tensor) -> Tensor:
+    """The inverse of :func:`dialogues`: the padded outputs back in the rows' own order."""
+    steps = torch.cat([padded[i, :c] for i, c in enumerate(counts.tolist())])
+    out = torch.empty(like.shape, dtype=steps.dtype, device=like.device)
+    out[order] = steps
+    return out
+
+
 class DialogueContext(nn.Module):
     """A speaker-aware GRU over the utterances of each dialogue in the batch.
 
@@ -159,23 +175,70 @@ class DialogueContext(nn.Module):
         self.norm = nn.LayerNorm(d)
 
     def forward(self, x: Tensor, dialogue: Tensor, turn: Tensor, speaker: Tensor) -> Tensor:
-        order = torch.argsort(dialogue * (int(turn.max()) + 1) + turn, stable=True)
-        _, counts = torch.unique_consecutive(dialogue[order], return_counts=True)
-        inputs = x[order] + self.speaker(speaker[order] % self.speakers)
-        sequences = nn.utils.rnn.pad_sequence(list(inputs.split(counts.tolist())),
-                                              batch_first=True)
+        order, sequences, counts = dialogues(x + self.speaker(speaker % self.speakers),
+                                             dialogue, turn)
         packed = nn.utils.rnn.pack_padded_sequence(sequences, counts.cpu(), batch_first=True,
                                                    enforce_sorted=False)
         outputs, _ = self.rnn(packed)
         outputs, _ = nn.utils.rnn.pad_packed_sequence(outputs, batch_first=True)
-        steps = torch.cat([outputs[i, :c] for i, c in enumerate(counts.tolist())])
-        projected = self.out(steps)  # bfloat16 under CUDA autocast, where x may be float32
-        context = torch.empty(x.shape, dtype=projected.dtype, device=x.device)
-        context[order] = projected
-        return self.norm(x + context)
+        # bfloat16 under CUDA autocast, where x may be float32
+        return self.norm(x + undialogues(self.out(outputs), order, counts, x))
 
 
-CONTEXTS = ("none", "past", "past_future")  # model.context
+class DialogueLayer(nn.Module):
+    """A pre-norm transformer layer: masked self-attention, then a feed-forward block."""
+
+    def __init__(self, d: int, n_heads: int, dropout: float):
+        super().__init__()
+        self.attention = nn.MultiheadAttention(d, n_heads, dropout=dropout, batch_first=True)
+        self.ffn = nn.Sequential(nn.Linear(d, 2 * d), nn.GELU(), nn.Dropout(dropout),
+                                 nn.Linear(2 * d, d))
+        self.n1, self.n2, self.drop = nn.LayerNorm(d), nn.LayerNorm(d), nn.Dropout(dropout)
+
+    def forward(self, h: Tensor, mask: Tensor) -> Tensor:
+        q = self.n1(h)
+        h = h + self.drop(self.attention(q, q, q, attn_mask=mask, need_weights=False)[0])
+        return h + self.drop(self.ffn(self.n2(h)))
+
+
+class DialogueTransformer(nn.Module):
+    """Self-attention over each dialogue's fused utterance vectors.
+
+    Each utterance's vector plus an embedding of its speaker (its index within the dialogue)
+    attends to the dialogue's other utterances through ``layers`` pre-norm transformer layers,
+    with a learned per-head bias for the relative distance in turns (clipped at
+    ``max_distance``): near turns can count more than far ones at any dialogue length. ``past``
+    (not ``future``) masks the later turns (causal), so an utterance sees only what was said
+    before it and can run live.
+    """
+
+    def __init__(self, d: int, n_heads: int, layers: int, max_speakers: int, future: bool,
+                 dropout: float, max_distance: int = 16):
+        super().__init__()
+        self.speakers, self.future, self.max_distance = max_speakers, future, max_distance
+        self.speaker = nn.Embedding(max_speakers, d)
+        self.distance = nn.Embedding(2 * max_distance + 1, n_heads)
+        nn.init.zeros_(self.distance.weight)  # every distance alike until training says not
+        self.layers = nn.ModuleList(DialogueLayer(d, n_heads, dropout) for _ in range(layers))
+        self.norm = nn.LayerNorm(d)
+
+    def forward(self, x: Tensor, dialogue: Tensor, turn: Tensor, speaker: Tensor) -> Tensor:
+        order, h, counts = dialogues(x + self.speaker(speaker % self.speakers), dialogue, turn)
+        position = torch.arange(h.shape[1], device=x.device)
+        offset = position[None, :] - position[:, None]  # key minus query, in turns
+        bias = self.distance(offset.clamp(-self.max_distance, self.max_distance)
+                             + self.max_distance).permute(2, 0, 1)  # (heads, L, L)
+        blocked = position[None, None, :] >= counts.to(x.device)[:, None, None]  # padding
+        if not self.future:
+            blocked = blocked | (offset > 0)[None]
+        mask = bias[None].to(h.dtype).masked_fill(blocked[:, None], float("-inf"))
+        mask = mask.flatten(0, 1)  # (dialogues * heads, L, L), as attention wants it
+        for layer in self.layers:
+            h = layer(h, mask)
+        return self.norm(undialogues(h, order, counts, x))
+
+
+CONTEXTS = ("auto", "none", "past", "past_future")  # model.context
 
 
 class MCNCL(nn.Module):
@@ -195,8 +258,8 @@ class MCNCL(nn.Module):
         self.null = nn.ParameterDict({m: nn.Parameter(torch.zeros(1, 1, d)) for m in self.names})
         if config.fusion not in ("cross", "concat"):
             raise ValueError(f"model.fusion {config.fusion!r} is unknown; use cross or concat.")
-        if config.context not in CONTEXTS:
-            raise ValueError(f"model.context {config.context!r} is unknown; use none, past "
+        if config.context not in CONTEXTS[1:]:
+            raise ValueError(f"model.context {config.context!r} is unknown; use auto, none, past "
                              "(earlier turns only) or past_future (the whole dialogue).")
         cross = config.fusion == "cross"
         self.layers = nn.ModuleList(TripleQueryLayer(self.names, config, cross)
@@ -204,14 +267,14 @@ class MCNCL(nn.Module):
         self.pool = nn.ModuleDict({m: AttentionPool(d) for m in self.names})
         self.gate = nn.Linear(d * len(self.names), len(self.names))
         self.concat = None if cross else nn.Linear(d * len(self.names), d)
-        self.context = None if config.context == "none" else DialogueContext(
-            d, config.max_speakers, future=config.context == "past_future")
+        future = config.context == "past_future"
+        self.context = None if config.context == "none" else (
+            DialogueContext(d, config.max_speakers, future) if config.context_module == "gru"
+            else DialogueTransformer(d, config.n_heads, config.context_layers,
+                                     config.max_speakers, future, config.dropout))
         self.n_classes = n_classes
         self.classifier = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(d, d),
                                         nn.GELU(), nn.Linear(d, n_classes))
-        # the post-hoc logit adjustment a trained checkpoint carries (fusion/adjustment.py);
-        # zero while training, and not part of the weights
-        self.register_buffer("logit_bias", torch.zeros(n_classes), persistent=False)
 
     def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor], dict]:
         """Return logits, each stream's contrastive view (its pooled vector) and which
@@ -236,7 +299,7 @@ class MCNCL(nn.Module):
         fused = gated.sum(1) if self.concat is None else self.concat(gated.flatten(1))
         if self.context is not None:
             fused = self.context(fused, batch["dialogue"], batch["turn"], batch["speaker"])
-        return self.classifier(fused) + self.logit_bias, pooled, present
+        return self.classifier(fused), pooled, present
 
 
 class SeedEnsemble(nn.Module):
@@ -248,12 +311,11 @@ class SeedEnsemble(nn.Module):
         self.members = nn.ModuleList(members)
         self.config = members[0].config
         self.n_classes = members[0].n_classes
-        self.register_buffer("logit_bias", torch.zeros(self.n_classes), persistent=False)
 
     def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict, dict]:
         probs = torch.stack([torch.softmax(m(batch)[0].float(), dim=-1)
                              for m in self.members]).mean(0)
-        return probs.clamp_min(torch.finfo(probs.dtype).tiny).log() + self.logit_bias, {}, {}
+        return probs.clamp_min(torch.finfo(probs.dtype).tiny).log(), {}, {}
 
 
 def build_model(meta: dict, model_config: ModelConfig) -> MCNCL:
@@ -280,9 +342,5 @@ def model_from_checkpoint(saved: dict, device: torch.device = torch.device("cpu"
                              "layers; retrain it (`dvc repro` or `mcncl train`).") from None
         return model.eval()
 
-    model = (SeedEnsemble([restore(state) for state in saved["members"]]).eval()
-             if "members" in saved else restore(saved["state_dict"]))
-    bias = logit_bias(saved)
-    if bias is not None:
-        model.logit_bias.copy_(bias.to(device))
-    return model
+    return (SeedEnsemble([restore(state) for state in saved["members"]]).eval()
+            if "members" in saved else restore(saved["state_dict"]))

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import torch
 
-from fusion.adjustment import adjust_checkpoint
 from fusion.checkpoint import MODEL, load_checkpoint, save_checkpoint
 from fusion.config import ModelConfig, TrainConfig
 from fusion.data import load_split
@@ -63,7 +62,6 @@ def train_seeds(tensor_dir: Path, out_dir: Path, model_config: ModelConfig,
             shutil.copyfile(out_dir / "seeds" / str(best["seed"]) / MODEL, out_dir / MODEL)
         else:
             save_checkpoint(ensemble, out_dir / MODEL)
-            adjust_checkpoint(out_dir / MODEL, tensor_dir)
         write_text(json.dumps({"best_seed": best["seed"], "combine": config.combine,
                                "runs": runs}, indent=2), out_dir / "seeds.json")
     return kept
@@ -81,8 +79,7 @@ def seed_ensemble(tensor_dir: Path, run_dirs: list[Path], config: TrainConfig) -
     ``epoch`` lists each run's best epoch. The rest (settings, labels, the features'
     provenance) is the first run's: every run learnt from the same tensor cache."""
     saved = [load_checkpoint(d / MODEL) for d in run_dirs]
-    ensemble = {k: v for k, v in saved[0].items() if k not in ("state_dict",
-                                                               "posthoc_adjustment")}
+    ensemble = {k: v for k, v in saved[0].items() if k != "state_dict"}
     ensemble.update(members=[s["state_dict"] for s in saved], train_config=asdict(config),
                     epoch=[s["epoch"] for s in saved])
     probs, labels = predict(model_from_checkpoint(ensemble),

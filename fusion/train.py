@@ -19,7 +19,7 @@ import functools
 import io
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,10 +27,9 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from fusion.adjustment import adjust_checkpoint
 from fusion.checkpoint import LAST, MODEL, load_checkpoint, save_checkpoint
 from fusion.config import ModelConfig, TrainConfig
-from fusion.data import batches, epoch_plan, load_meta, load_split, size, take
+from fusion.data import batches, epoch_plan, is_conversation, load_meta, load_split, size, take
 from fusion.losses import total_loss
 from fusion.metrics import scores
 from fusion.model import MCNCL, build_model
@@ -102,16 +101,25 @@ def train(tensor_dir: Path, out_dir: Path, model_config: ModelConfig, config: Tr
             echo(f"epoch {epoch:3d}  loss {train_loss:.4f}  dev weighted-F1 "
                  f"{row['dev_weighted_f1']:.4f}  acc {row['dev_accuracy']:.4f}  "
                  f"{row['seconds']:.1f}s" + ("  *" if improved else ""))
-            save_epoch(run, state, dev if improved else None, out_dir, model_config, config)
+            save_epoch(run, state, dev if improved else None, out_dir, config)
         if _from_rank_0(state["stale"] >= config.patience, run.world, run.device):
             break
-    if run.rank == 0:
-        tau = adjust_checkpoint(out_dir / MODEL, tensor_dir)
-        echo(f"post-hoc logit adjustment: τ {tau:g} (the best dev macro-F1; 0: none)")
     if run.world > 1:
         dist.barrier()
     return {"best_dev_weighted_f1": state["best"], "epochs": state["epoch"],
             "seed": config.seed}
+
+
+CONVERSATION_CONTEXT = "past_future"  # what model.context: auto means for a corpus of dialogues
+
+
+def resolve_context(model_config: ModelConfig, train_split: dict) -> ModelConfig:
+    """``model.context: auto`` made concrete: dialogue context when the train split is a
+    conversation (a dialogue of more than one utterance), none for single utterances."""
+    if model_config.context != "auto":
+        return model_config
+    return replace(model_config, context=CONVERSATION_CONTEXT
+                   if is_conversation(train_split) else "none")
 
 
 def set_up(tensor_dir: Path, model_config: ModelConfig, config: TrainConfig) -> Run:
@@ -129,6 +137,7 @@ def set_up(tensor_dir: Path, model_config: ModelConfig, config: TrainConfig) -> 
     if not size(train_split) or not size(dev_split):
         raise ValueError(f"{tensor_dir}: the train and dev splits must both have utterances "
                          f"(train {size(train_split)}, dev {size(dev_split)}).")
+    model_config = resolve_context(model_config, train_split)
     model = build_model(meta, model_config).to(device)
     # A one-stream, concat or contrastive-free model leaves parameters out of some steps.
     net = nn.parallel.DistributedDataParallel(model, find_unused_parameters=True) \
@@ -137,7 +146,7 @@ def set_up(tensor_dir: Path, model_config: ModelConfig, config: TrainConfig) -> 
     optimizer = adamw(model.parameters(), config.weight_decay, config.lr)
     shuffles = torch.Generator().manual_seed(config.seed)
     plans = [epoch_plan(train_split, config.batch_size, shuffles, rank, world,
-                        model_config.context != "none") for _ in range(config.epochs)]
+                        model.config.context != "none") for _ in range(config.epochs)]
     total = sum(len(plan) for plan in plans)  # the real batches: dialogues vary in length
     warmup = max(1, int(config.warmup_ratio * total))
     schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -174,11 +183,11 @@ def evaluate_dev(run: Run, batch_size: int) -> dict:
 
 
 def save_epoch(run: Run, state: dict, best: dict | None, out_dir: Path,
-               model_config: ModelConfig, config: TrainConfig) -> None:
+               config: TrainConfig) -> None:
     """Rank 0's files after an epoch: the best checkpoint when the epoch improved on dev
     (``best``: its dev scores), ``last.safetensors`` for ``--resume`` and the learning curve."""
     if best is not None:
-        save_checkpoint(_checkpoint(run.model, run.meta, model_config, config, state["epoch"],
+        save_checkpoint(_checkpoint(run.model, run.meta, run.model.config, config, state["epoch"],
                                     best), out_dir / MODEL)
     save_checkpoint({"model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
                      "schedule": run.schedule.state_dict(), "state": state,

@@ -259,8 +259,9 @@ def evaluate(corpus: str = CORPUS, params: Path = PARAMS) -> None:
 
 @command(app, "predict")
 def predict_command(
-    clip: Path = typer.Argument(..., help="A video (or audio) clip, or a folder of one "
-                                "speaker's clips."),
+    clip: Path = typer.Argument(..., help="A video (or audio) clip, a folder of one "
+                                "speaker's clips, or a conversation's CSV (a row per turn: "
+                                "text, speaker, audio_path, video_path)."),
     text: str = typer.Option(None, help="Its transcript (default: the sidecar <clip>.txt)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     corpus: str = CORPUS,
@@ -270,22 +271,25 @@ def predict_command(
     config = load_params(params)
     layout = Layout(_corpus(config, corpus).name)
     from fusion.text_finetune import text_config_for
-    from mcncl.predict import clips_in, predict_clip, predict_clips
+    from mcncl.predict import clips_in, predict_clip, predict_clips, predict_conversation
 
     text_config = (text_config_for(layout.text_encoder, config.text)
                    if layout.text_encoder.is_dir() else config.text)
     extractors = {"acoustic": config.acoustic, "facial": config.facial, "text": text_config}
+    several = clip.is_dir() or clip.suffix.lower() == ".csv"
+    if several and text is not None:
+        raise ValueError("--text is for one clip; in a folder, give each clip a sidecar "
+                         "<clip>.txt, in a conversation's CSV its text column.")
     if clip.is_dir():
-        if text is not None:
-            raise ValueError("--text is for one clip; in a folder, give each clip a sidecar "
-                             "<clip>.txt.")
         clips = clips_in(clip)
         results = predict_clips(clips, [None] * len(clips), layout.models, extractors,
                                 config.tensors)
+    elif several:
+        results = predict_conversation(clip, layout.models, extractors, config.tensors)
     else:
         results = [predict_clip(clip, text, layout.models, extractors, config.tensors)]
     if as_json:
-        typer.echo(json.dumps(results if clip.is_dir() else results[0], indent=2,
+        typer.echo(json.dumps(results if several else results[0], indent=2,
                               ensure_ascii=False))
     else:
         show.predictions(results)

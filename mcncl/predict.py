@@ -24,6 +24,8 @@ import torch
 
 from extractors.base import MODEL_FIELDS, Failure, UtteranceInput
 from extractors.configs import PACKAGED_MODEL
+from extractors.corpora.csvfile import read_csv_rows
+from extractors.corpora.manifest import CorpusError
 from extractors.registry import make_extractor
 from flows.tables import write_stage_tables
 from fusion.checkpoint import MODEL, describe_diff, provenance_diff
@@ -79,11 +81,67 @@ def predict_clips(clips: list[Path], texts: list[str | None], model_dir: Path,
     for clip in clips:
         if not clip.is_file():
             raise PredictError(f"{clip}: not found; give the path of a video or audio clip.")
+    utts = [UtteranceInput(f"predict/{i}", transcript_for(clip, text), str(clip), str(clip),
+                           speaker="predict" if len(clips) > 1 else "")
+            for i, (clip, text) in enumerate(zip(clips, texts, strict=True))]
+    return _predict([str(c) for c in clips], utts, model_dir, extractor_configs,
+                    tensor_config, conversation=False)
+
+
+CONVERSATION_COLUMNS = ("text", "speaker", "audio_path", "video_path")
+
+
+def predict_conversation(csv_path: Path, model_dir: Path, extractor_configs: dict,
+                         tensor_config: TensorConfig) -> list[dict]:
+    """Every turn of one conversation, each scored with its dialogue's context as the model
+    reads it (``past``: the turns before it; ``past_future``: the whole conversation given).
+
+    ``csv_path`` lists the turns in order: ``text`` and, where known, ``speaker``,
+    ``audio_path``, ``video_path`` (relative to the CSV's folder, or absolute; empty: that
+    modality is masked). To score a clip with its earlier turns, make it the last row."""
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise PredictError(f"{csv_path}: not found; give the CSV of a conversation "
+                           f"({', '.join(CONVERSATION_COLUMNS)}; one row per turn, in order).")
+    try:
+        rows = [row for _, row in read_csv_rows(csv_path, ("text",))]
+    except CorpusError as exc:
+        raise PredictError(str(exc)) from None
+    if not rows:
+        raise PredictError(f"{csv_path}: no turns in it; give one row per turn under the "
+                           f"header ({', '.join(CONVERSATION_COLUMNS)}).")
+    context = extractor_configs["text"].context
+    utts, names = [], []
+    for i, row in enumerate(rows):
+        media = {k: _media(csv_path, row.get(k, "")) for k in ("audio_path", "video_path")}
+        earlier = [(r.get("speaker", ""), r["text"]) for r in rows[max(0, i - context):i]]
+        utts.append(UtteranceInput(f"predict/{i}", row["text"], media["audio_path"],
+                                   media["video_path"], speaker=row.get("speaker", ""),
+                                   previous=tuple(reversed(earlier))))
+        names.append(media["video_path"] or media["audio_path"] or f"{csv_path}:turn {i}")
+    return _predict(names, utts, model_dir, extractor_configs, tensor_config,
+                    conversation=True)
+
+
+def _media(csv_path: Path, value: str) -> str | None:
+    """A media path of a conversation CSV, absolute; None when empty."""
+    if not value:
+        return None
+    path = Path(value) if Path(value).is_absolute() else csv_path.parent / value
+    if not path.is_file():
+        raise PredictError(f"{csv_path}: {value} not found; fix the path (relative to the "
+                           "CSV's folder) or leave it empty.")
+    return str(path.absolute())
+
+
+def _predict(names: list[str], utts: list[UtteranceInput], model_dir: Path,
+             extractor_configs: dict, tensor_config: TensorConfig,
+             conversation: bool) -> list[dict]:
+    """The extractors, a tensor cache of the utterances (one dialogue in turn order when
+    ``conversation``, else each its own) and the model."""
     model, saved = load_model(model_dir)
     meta = saved["meta"]
     checkpoint = Path(model_dir) / MODEL
-    utts = [UtteranceInput(f"predict/{i}", transcript_for(clip, text), str(clip), str(clip))
-            for i, (clip, text) in enumerate(zip(clips, texts, strict=True))]
     extractor_configs, config, own = model_settings(saved, checkpoint, extractor_configs,
                                                     tensor_config)
     with tempfile.TemporaryDirectory(prefix="mcncl-predict-") as tmp:
@@ -92,10 +150,9 @@ def predict_clips(clips: list[Path], texts: list[str | None], model_dir: Path,
         for modality in meta["dims"]:  # each model input is the extraction stage of its name
             for i, failure in _extract(modality, extractor_configs[modality], utts, features):
                 missing[i][modality] = failure.message
-        usable = [i for i in range(len(utts)) if len(missing[i]) < len(meta["dims"])]
+        usable = [utts[i] for i in range(len(utts)) if len(missing[i]) < len(meta["dims"])]
         manifest = Path(tmp) / "manifest.parquet"
-        write_parquet(_manifest([utts[i].utterance_id for i in usable], meta["labels"],
-                                one_speaker=len(utts) > 1), manifest)
+        write_parquet(_manifest(usable, meta["labels"], conversation), manifest)
         probs = {}
         if usable:
             built = build_tensors(manifest, features, Path(tmp) / "tensors", config,
@@ -104,9 +161,9 @@ def predict_clips(clips: list[Path], texts: list[str | None], model_dir: Path,
             split = load_split(Path(tmp) / "tensors", "test", torch.device("cpu"))
             rows, _ = predict(model, split, 64)
             probs = dict(zip(built["splits"]["test"], rows, strict=True))
-    notes = [*own, *_notes(meta, extractor_configs, len(usable), config)]
-    return [_result(clip, utt, probs.get(utt.utterance_id), meta["labels"], gone, notes)
-            for clip, utt, gone in zip(clips, utts, missing, strict=True)]
+    notes = [*own, *_notes(saved, extractor_configs, usable, config, conversation)]
+    return [_result(name, utt, probs.get(utt.utterance_id), meta["labels"], gone, notes)
+            for name, utt, gone in zip(names, utts, missing, strict=True)]
 
 
 def model_settings(saved: dict, checkpoint: Path, extractor_configs: dict,
@@ -170,31 +227,44 @@ def _same_features(saved: dict, made: dict, checkpoint: Path) -> None:
                            "retrain.")
 
 
-def _result(clip: Path, utt: UtteranceInput, probs, labels: list[str], missing: dict,
+def _result(clip: str, utt: UtteranceInput, probs, labels: list[str], missing: dict,
             notes: list[str]) -> dict:
     if probs is None:
-        return {"clip": str(clip), "text": utt.text, "error": f"{clip}: nothing usable in it ("
+        return {"clip": clip, "text": utt.text, "error": f"{clip}: nothing usable in it ("
                 + "; ".join(missing.values()) + ")"}
     distribution = dict(zip(labels, (float(p) for p in probs), strict=True))
-    return {"clip": str(clip), "text": utt.text,
+    return {"clip": clip, "text": utt.text,
             "predicted": max(distribution, key=distribution.get),
             "probabilities": dict(sorted(distribution.items(), key=lambda kv: -kv[1])),
             "masked": missing, "notes": notes}
 
 
-def _notes(meta: dict, extractor_configs: dict, clips: int, config: TensorConfig) -> list[str]:
+def _notes(saved: dict, extractor_configs: dict, usable: list[UtteranceInput],
+           config: TensorConfig, conversation: bool) -> list[str]:
     """What differs between these clips and the corpus the model learnt from."""
     notes = []
-    if config.speaker_norm == "speaker" and clips < config.speaker_min_utterances:
+    speakers = {u.speaker for u in usable}
+    scaled = {"acoustic", "facial"} & set(saved["meta"]["dims"])
+    if config.speaker_norm == "speaker" and scaled and not conversation and (
+            len(usable) < config.speaker_min_utterances):
         notes.append("acoustic/facial: the model learnt from features standardised per speaker; "
-                     f"{clips} clip(s) are too few to know their speaker (it takes "
+                     f"{len(usable)} clip(s) are too few to know their speaker (it takes "
                      f"{config.speaker_min_utterances}: give a folder of one speaker's clips), "
                      "so they are standardised with the training statistics instead.")
-    context = extractor_configs["text"].context if "text" in meta["dims"] else 0
-    if not context:
-        return notes
-    return [*notes, f"text: the model learnt from transcripts with the {context} previous "
-            "turns of their dialogue; a lone clip has none, so its transcript is encoded alone."]
+    context = saved["model_config"].get("context", "none")
+    if context != "none" and not conversation:
+        notes.append(f"dialogue context ({context}): the model reads each utterance with its "
+                     "conversation, and these clips have none, so each is scored alone; give "
+                     "the conversation as a CSV (mcncl predict conversation.csv) to use it.")
+    if conversation and "" in speakers and len(speakers) > 1:
+        notes.append("some turns name no speaker; give every row a speaker, as the model "
+                     "learnt who speaks when.")
+    history = extractor_configs["text"].context if "text" in saved["meta"]["dims"] else 0
+    if history and not conversation:
+        notes.append(f"text: the model learnt from transcripts with the {history} previous "
+                     "turns of their dialogue; a lone clip has none, so its transcript is "
+                     "encoded alone.")
+    return notes
 
 
 def _extract(stage: str, config, utts: list[UtteranceInput], features: Path
@@ -216,11 +286,13 @@ def _extract(stage: str, config, utts: list[UtteranceInput], features: Path
     return [(i, r) for i, r in enumerate(results) if isinstance(r, Failure)]
 
 
-def _manifest(ids: list[str], labels: list[str], one_speaker: bool) -> pa.Table:
-    """The clips in the test split (their label is a placeholder, never read back); several
-    clips are one speaker's, a lone clip has no speaker (training statistics)."""
+def _manifest(utts: list[UtteranceInput], labels: list[str], conversation: bool) -> pa.Table:
+    """The utterances in the test split (their label is a placeholder, never read back): one
+    dialogue in turn order when ``conversation``, else each its own dialogue."""
+    ids = [u.utterance_id for u in utts]
     n = len(ids)
     table = pa.table({"utterance_id": ids, "split": ["test"] * n, "label": [labels[0]] * n,
-                      "dialogue_id": ids, "turn": [0] * n,
-                      "speaker": ["predict" if one_speaker else ""] * n})
+                      "dialogue_id": ["predict"] * n if conversation else ids,
+                      "turn": list(range(n)) if conversation else [0] * n,
+                      "speaker": [u.speaker for u in utts]})
     return table.replace_schema_metadata({"labels": json.dumps(labels), "corpus_root": "/"})

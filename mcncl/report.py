@@ -83,10 +83,9 @@ def _fmt(value) -> str:
 
 def _scores(m: dict) -> str:
     return _table(["split", "n", "weighted-F1", "accuracy", "macro-F1", "best epoch",
-                   "dev weighted-F1", "post-hoc τ (dev)"],
+                   "dev weighted-F1"],
                   [[m["split"], m["n"], m["weighted_f1"], m["accuracy"], m["macro_f1"],
-                    m.get("best_epoch", ""), m.get("dev_weighted_f1", ""),
-                    m.get("posthoc_tau", "")]])
+                    m.get("best_epoch", ""), m.get("dev_weighted_f1", "")]])
 
 
 def _seeds(m: dict) -> str:

@@ -89,7 +89,7 @@ def test_a_checkpoint_of_the_earlier_modality_names_loads_and_predicts(tmp_path:
     cache = make_tensor_cache(tmp_path / "cache")
     meta = {**load_meta(cache), "tensors": asdict(TensorConfig(max_facial_frames=10))}
     meta["normalisation"]["acoustic"] = {"mean": [0.0] * 6, "std": [1.0] * 6}
-    config = ModelConfig(d_model=16, n_heads=2, n_layers=1)
+    config = ModelConfig(d_model=16, n_heads=2, n_layers=1, context="none")
     torch.manual_seed(0)
     model = build_model(meta, config).eval()
     old = earlier_names(_checkpoint(model, meta, config, TrainConfig(), 1, {}))
@@ -118,7 +118,7 @@ def test_a_tensor_cache_of_the_earlier_modality_names_is_refused(tmp_path: Path)
 def test_a_checkpoint_of_earlier_layers_is_refused_in_one_sentence(tmp_path: Path):
     """A model saved before a layer changed shape (the PSA before EPSANet's) says to retrain."""
     meta = load_meta(make_tensor_cache(tmp_path / "cache"))
-    config = ModelConfig(d_model=16, n_heads=2, n_layers=1)
+    config = ModelConfig(d_model=16, n_heads=2, n_layers=1, context="none")
     saved = _checkpoint(build_model(meta, config), meta, config, TrainConfig(), 1, {})
     state = saved["state_dict"]
     name = next(k for k in state if k.endswith(".weight") and state[k].dim() == 2)

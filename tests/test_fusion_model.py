@@ -20,6 +20,7 @@ def batch(tmp_path_factory) -> dict:
 
 def model(**kwargs) -> MCNCL:
     torch.manual_seed(0)
+    kwargs = {"context": "none", **kwargs}  # auto is made concrete by training, from the data
     return MCNCL(ModelConfig(d_model=32, n_heads=4, **kwargs), DIMS, 4, 3).eval()
 
 
@@ -161,7 +162,7 @@ def test_past_context_never_reads_later_turns(batch, context: str):
     earlier = (dialogue == dialogue[i]) & (turn < turn[i])
     assert earlier.any() and not torch.allclose(moved[i], logits[i], atol=1e-4)
     assert torch.allclose(moved[earlier], logits[earlier], atol=1e-5) == (context == "past")
-    with pytest.raises(ValueError, match="model.context 'yes' is unknown; use none, past"):
+    with pytest.raises(ValueError, match="model.context 'yes' is unknown; use auto, none, past"):
         model(context="yes")
 
 

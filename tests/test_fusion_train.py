@@ -196,3 +196,46 @@ def test_ablations_table_and_dvc_commands(tmp_path: Path):
     assert "test" not in Path(ABLATIONS_FILE).read_text()  # compared on dev, nothing else
     by_name = {r["ablation"]: r for r in rows}
     assert by_name["full"] != by_name["facial-only"]  # different models, different scores
+
+
+def _csv_corpus(path: Path, conversation: bool) -> Path:
+    """A small text-only corpus CSV: 8 dialogues of 4 turns (two speakers taking turns), or,
+    without ``conversation``, the same 32 lines as single utterances (no dialogue columns)."""
+    lines = {"joy": "What a wonderful day, I love it!", "anger": "Stop that right now, I hate it!",
+             "neutral": "The meeting is at three o'clock."}
+    header = "utterance_id,text,label,split,audio_path" + (
+        ",dialogue_id,turn,speaker" if conversation else "")
+    rows = [header]
+    for d in range(8):
+        for t in range(4):
+            label = list(lines)[(d + t) % 3]
+            row = f"d{d}u{t},\"{lines[label]}\",{label},{'dev' if d >= 6 else 'train'},"
+            rows.append(row + (f",d{d},{t},s{t % 2}" if conversation else ""))
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("conversation, context", [(True, "past_future"), (False, "none")])
+def test_a_conversation_trains_with_context_and_single_utterances_without(
+        tmp_path: Path, conversation: bool, context: str):
+    """``model.context: auto`` (the default) on small CSV corpora through the real adapter,
+    the packaged text encoder and the tensor cache: no setting says which."""
+    from extractors.configs import TextConfig
+    from extractors.corpora.csv_corpus import prepare_csv
+    from extractors.inputs import read_inputs
+    from extractors.registry import make_extractor
+    from flows.tables import write_stage_tables
+    from vocabulary.atomic import write_parquet
+
+    assert ModelConfig().context == "auto"
+    table, _ = prepare_csv(_csv_corpus(tmp_path / "corpus.csv", conversation), name="c")
+    manifest = tmp_path / "manifest.parquet"
+    write_parquet(table, manifest)
+    extractor = make_extractor("text", TextConfig())
+    utts = read_inputs(manifest, 0)
+    write_stage_tables(zip([u.utterance_id for u in utts], extractor.extract(utts), strict=True),
+                       extractor, tmp_path / "features")
+    build_tensors(manifest, tmp_path / "features", tmp_path / "tensors", TensorConfig())
+    train(tmp_path / "tensors", tmp_path / "model", replace(SMALL, modalities=("text",)),
+          replace(FAST, epochs=2), echo=lambda *_: None)
+    assert load_checkpoint(tmp_path / "model" / MODEL)["model_config"]["context"] == context

@@ -16,7 +16,13 @@ from fusion.config import ModelConfig, TensorConfig, TrainConfig
 from fusion.evaluate import evaluate
 from fusion.tensors import build_tensors
 from fusion.train import train
-from mcncl.predict import PredictError, clips_in, predict_clip, predict_clips
+from mcncl.predict import (
+    PredictError,
+    clips_in,
+    predict_clip,
+    predict_clips,
+    predict_conversation,
+)
 
 EXTRACTORS = {"acoustic": AcousticConfig(), "facial": FacialConfig(), "text": TextConfig()}
 TENSORS = TensorConfig(speaker_norm="speaker", standardise=())  # the params it was trained with
@@ -32,7 +38,8 @@ def speaker_normed(demo_corpus: Path, tmp_path_factory) -> tuple[Path, Path, Pat
     write_manifest("meld", demo_corpus, manifest, name="demo")
     extract_in_process("acoustic", manifest, work / "features", AcousticConfig())
     build_tensors(manifest, work / "features", work / "tensors", TENSORS)
-    model = ModelConfig(modalities=("acoustic",), d_model=16, n_heads=2, n_layers=1)
+    model = ModelConfig(modalities=("acoustic",), d_model=16, n_heads=2, n_layers=1,
+                        context="none")  # a lone clip and a folder read no dialogue
     train(work / "tensors", work / "model", model, replace(TrainConfig(), epochs=2),
           echo=lambda *_: None)
     evaluate(work / "tensors", work / "model")
@@ -75,3 +82,52 @@ def test_a_folder_without_clips_is_a_clear_error(tmp_path: Path):
     with pytest.raises(PredictError, match=r"no audio or video files in it; give a clip, or a "
                                            r"folder of one speaker's clips"):
         clips_in(tmp_path)
+
+
+def test_a_conversation_is_scored_in_context_and_a_lone_clip_alone(demo_corpus: Path,
+                                                                  tmp_path: Path):
+    """A text model trained with dialogue context (the default on a corpus of dialogues): a
+    test dialogue given as a conversation CSV gets the pipeline's own predictions; one of its
+    turns alone gets others, and a note saying it was scored without context."""
+    from bench.side_by_side import extract_in_process
+
+    manifest = tmp_path / "manifest.parquet"
+    write_manifest("meld", demo_corpus, manifest, name="demo")
+    extract_in_process("text", manifest, tmp_path / "features", TextConfig())
+    build_tensors(manifest, tmp_path / "features", tmp_path / "tensors", TENSORS)
+    model = ModelConfig(modalities=("text",), d_model=16, n_heads=2, n_layers=1)
+    train(tmp_path / "tensors", tmp_path / "model", model, replace(TrainConfig(), epochs=2),
+          echo=lambda *_: None)
+    evaluate(tmp_path / "tensors", tmp_path / "model")
+    turns = duckdb.sql(f"select utterance_id, text, speaker, video_path from '{manifest}' where "
+                       "dialogue_id = (select min(dialogue_id) from '{manifest}' where split = "
+                       "'test') order by turn".replace("{manifest}", str(manifest))).fetchall()
+    assert len(turns) > 2
+    conversation = tmp_path / "conversation.csv"
+    conversation.write_text("text,speaker\n" + "".join(
+        f'"{text}",{speaker}\n' for _, text, speaker, _ in turns), encoding="utf-8")
+    results = predict_conversation(conversation, tmp_path / "model", EXTRACTORS, TENSORS)
+    predictions = tmp_path / "model" / "predictions.parquet"
+    pipeline = dict(duckdb.sql(f"select utterance_id, probabilities from '{predictions}'")
+                    .fetchall())
+    [(order,)] = duckdb.sql(f"select value from parquet_kv_metadata('{predictions}') where key "
+                            "= 'labels'").fetchall()
+    for (uid, *_), result in zip(turns, results, strict=True):
+        expected = dict(zip(json.loads(order), pipeline[uid], strict=True))
+        assert result["probabilities"] == pytest.approx(expected, abs=1e-4)
+        assert result["notes"] == []
+    uid, text, _, video = turns[1]
+    alone = predict_clip(demo_corpus / video, text, tmp_path / "model", EXTRACTORS, TENSORS)
+    assert alone["probabilities"] != pytest.approx(results[1]["probabilities"], abs=1e-4)
+    assert alone["notes"] == ["dialogue context (past_future): the model reads each utterance "
+                              "with its conversation, and these clips have none, so each is "
+                              "scored alone; give the conversation as a CSV (mcncl predict "
+                              "conversation.csv) to use it."]
+
+
+def test_a_conversation_csv_with_a_missing_clip_is_a_clear_error(tmp_path: Path):
+    conversation = tmp_path / "talk.csv"
+    conversation.write_text("text,speaker,audio_path\nhello,a,gone.wav\n", encoding="utf-8")
+    with pytest.raises(PredictError, match=r"talk.csv: gone.wav not found; fix the path "
+                                           r"\(relative to the CSV's folder\) or leave it empty"):
+        predict_conversation(conversation, tmp_path, EXTRACTORS, TENSORS)

@@ -38,7 +38,8 @@ from mcncl.predict import PredictError, predict_clip
 from tests.media import egemaps
 from tests.tiny_models import tiny_bert
 
-ACOUSTIC_ONLY = ModelConfig(modalities=("acoustic",), d_model=16, n_heads=2, n_layers=1)
+ACOUSTIC_ONLY = ModelConfig(modalities=("acoustic",), d_model=16, n_heads=2, n_layers=1,
+                            context="none")  # clips scored alone, as they were trained
 TEXT_ONLY = replace(ACOUSTIC_ONLY, modalities=("text",))
 QUICK = TrainConfig(epochs=2, num_threads=1)
 UNSCALED = TensorConfig(speaker_norm="none")  # the default is speaker

@@ -43,7 +43,7 @@ def make_run(data: Path) -> None:
     (models / "metrics.json").write_text(json.dumps({
         "split": "test", "weighted_f1": 0.3333, "accuracy": 0.5, "macro_f1": 0.3333,
         "per_class_f1": {"joy": 0.6667, "anger": 0.0}, "n": 2, "best_epoch": 2,
-        "dev_weighted_f1": 0.5, "posthoc_tau": 0.75}))
+        "dev_weighted_f1": 0.5}))
     (models / "train_log.csv").write_text(
         "epoch,train_loss,dev_weighted_f1,dev_accuracy,lr,seconds\n"
         "1,1.2,0.4,0.5,0.001,0.1\n2,0.9,0.5,0.5,0.0005,0.1\n")
@@ -58,7 +58,7 @@ def test_report_holds_every_section_with_the_runs_numbers(tmp_path: Path):
     make_run(tmp_path)
     page = build_report(Layout("c", tmp_path))
     assert cells(page, "<h2>Scores</h2>") == ["test", "2", "0.333", "0.500", "0.333", "2",
-                                              "0.500", "0.750"]
+                                              "0.500"]
     assert cells(page, "<h2>F1 per class</h2>")[:2] == ["joy", "0.667"]
     # confusion: rows actual, columns predicted, in the label set's order (joy, anger)
     assert cells(page, "<h2>Confusion matrix</h2>") == ["1", "0", "1", "0"]

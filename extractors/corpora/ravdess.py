@@ -7,7 +7,8 @@ layout works: files are found recursively (.wav, .flac, .mp4). Video-only clips 
 an audio track in the public release, so their audio path is the clip itself.
 
 Split by actor, never by clip: ``dev_actors`` and ``test_actors`` choose; the rest is train.
-Each actor is one "dialogue", turns ordered by file name.
+Each clip is its own "dialogue" of one turn: the clips are read sentences, not a conversation,
+so ``model.context: auto`` trains without dialogue context.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def prepare_ravdess(
     utterances = []
     for actor, paths in sorted(by_actor.items()):
         split = "dev" if actor in dev_actors else "test" if actor in test_actors else "train"
-        for turn, path in enumerate(paths):
+        for path in paths:
             modality, _, emotion, _, statement, _, _ = FILE_NAME.match(path.stem).groups()
             rel = path.relative_to(corpus_dir).as_posix()
             utterances.append(
@@ -59,8 +60,8 @@ def prepare_ravdess(
                     utterance_id=f"{name}/{path.stem}",
                     corpus=name,
                     split=split,
-                    dialogue_id=f"{name}/actor{actor:02d}",
-                    turn=turn,
+                    dialogue_id=f"{name}/{path.stem}",
+                    turn=0,
                     speaker=f"actor{actor:02d}",
                     text=STATEMENTS[statement],
                     label=EMOTIONS[emotion],
