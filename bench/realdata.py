@@ -96,8 +96,6 @@ CONFIGS: dict[str, dict[str, object]] = {  # name: params overrides
     "none": {"model.context": "none"},
     "past": {"model.context": "past"},
     "past_future": {"model.context": "past_future"},
-    "tf-past": {"model.context": "past", "model.context_module": "transformer"},
-    "tf-past_future": {"model.context": "past_future", "model.context_module": "transformer"},
 }
 
 

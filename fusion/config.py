@@ -65,8 +65,6 @@ class ModelConfig:
     # auto (past_future for a corpus of dialogues, none for single utterances) | none | past
     # (earlier turns only) | past_future (the whole dialogue)
     context: str = "auto"
-    context_module: str = "gru"  # gru | transformer
-    context_layers: int = 1
     max_speakers: int = 16  # context: speakers per dialogue (index within it; beyond wraps)
 
 

@@ -185,59 +185,6 @@ class DialogueContext(nn.Module):
         return self.norm(x + undialogues(self.out(outputs), order, counts, x))
 
 
-class DialogueLayer(nn.Module):
-    """A pre-norm transformer layer: masked self-attention, then a feed-forward block."""
-
-    def __init__(self, d: int, n_heads: int, dropout: float):
-        super().__init__()
-        self.attention = nn.MultiheadAttention(d, n_heads, dropout=dropout, batch_first=True)
-        self.ffn = nn.Sequential(nn.Linear(d, 2 * d), nn.GELU(), nn.Dropout(dropout),
-                                 nn.Linear(2 * d, d))
-        self.n1, self.n2, self.drop = nn.LayerNorm(d), nn.LayerNorm(d), nn.Dropout(dropout)
-
-    def forward(self, h: Tensor, mask: Tensor) -> Tensor:
-        q = self.n1(h)
-        h = h + self.drop(self.attention(q, q, q, attn_mask=mask, need_weights=False)[0])
-        return h + self.drop(self.ffn(self.n2(h)))
-
-
-class DialogueTransformer(nn.Module):
-    """Self-attention over each dialogue's fused utterance vectors.
-
-    Each utterance's vector plus an embedding of its speaker (its index within the dialogue)
-    attends to the dialogue's other utterances through ``layers`` pre-norm transformer layers,
-    with a learned per-head bias for the relative distance in turns (clipped at
-    ``max_distance``): near turns can count more than far ones at any dialogue length. ``past``
-    (not ``future``) masks the later turns (causal), so an utterance sees only what was said
-    before it and can run live.
-    """
-
-    def __init__(self, d: int, n_heads: int, layers: int, max_speakers: int, future: bool,
-                 dropout: float, max_distance: int = 16):
-        super().__init__()
-        self.speakers, self.future, self.max_distance = max_speakers, future, max_distance
-        self.speaker = nn.Embedding(max_speakers, d)
-        self.distance = nn.Embedding(2 * max_distance + 1, n_heads)
-        nn.init.zeros_(self.distance.weight)  # every distance alike until training says not
-        self.layers = nn.ModuleList(DialogueLayer(d, n_heads, dropout) for _ in range(layers))
-        self.norm = nn.LayerNorm(d)
-
-    def forward(self, x: Tensor, dialogue: Tensor, turn: Tensor, speaker: Tensor) -> Tensor:
-        order, h, counts = dialogues(x + self.speaker(speaker % self.speakers), dialogue, turn)
-        position = torch.arange(h.shape[1], device=x.device)
-        offset = position[None, :] - position[:, None]  # key minus query, in turns
-        bias = self.distance(offset.clamp(-self.max_distance, self.max_distance)
-                             + self.max_distance).permute(2, 0, 1)  # (heads, L, L)
-        blocked = position[None, None, :] >= counts.to(x.device)[:, None, None]  # padding
-        if not self.future:
-            blocked = blocked | (offset > 0)[None]
-        mask = bias[None].to(h.dtype).masked_fill(blocked[:, None], float("-inf"))
-        mask = mask.flatten(0, 1)  # (dialogues * heads, L, L), as attention wants it
-        for layer in self.layers:
-            h = layer(h, mask)
-        return self.norm(undialogues(h, order, counts, x))
-
-
 CONTEXTS = ("auto", "none", "past", "past_future")  # model.context
 
 
@@ -267,11 +214,8 @@ class MCNCL(nn.Module):
         self.pool = nn.ModuleDict({m: AttentionPool(d) for m in self.names})
         self.gate = nn.Linear(d * len(self.names), len(self.names))
         self.concat = None if cross else nn.Linear(d * len(self.names), d)
-        future = config.context == "past_future"
-        self.context = None if config.context == "none" else (
-            DialogueContext(d, config.max_speakers, future) if config.context_module == "gru"
-            else DialogueTransformer(d, config.n_heads, config.context_layers,
-                                     config.max_speakers, future, config.dropout))
+        self.context = None if config.context == "none" else DialogueContext(
+            d, config.max_speakers, future=config.context == "past_future")
         self.n_classes = n_classes
         self.classifier = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(d, d),
                                         nn.GELU(), nn.Linear(d, n_classes))

@@ -83,6 +83,10 @@ def train(tensor_dir: Path, out_dir: Path, model_config: ModelConfig, config: Tr
     """Train, keep the best checkpoint (``model.safetensors``) and the learning curve; return
     its scores."""
     run = set_up(tensor_dir, model_config, config)
+    if model_config.context == "auto" and run.rank == 0:
+        echo(f"model.context auto: {run.model.config.context} (" + (
+            "a corpus of dialogues: each utterance is read with its dialogue)"
+            if run.model.config.context != "none" else "single utterances: no dialogue)"))
     out_dir.mkdir(parents=True, exist_ok=True)
     state = new_state()
     if resume and (out_dir / LAST).is_file():
@@ -110,7 +114,9 @@ def train(tensor_dir: Path, out_dir: Path, model_config: ModelConfig, config: Tr
             "seed": config.seed}
 
 
-CONVERSATION_CONTEXT = "past_future"  # what model.context: auto means for a corpus of dialogues
+# What model.context: auto means for a corpus of dialogues: the earlier turns (docs/model.md,
+# conversations; the whole dialogue measured no better, and past runs live)
+CONVERSATION_CONTEXT = "past"
 
 
 def resolve_context(model_config: ModelConfig, train_split: dict) -> ModelConfig:

@@ -73,7 +73,9 @@ def test_resume_continues_from_the_last_epoch(tmp_path: Path):
     said = []
     rest = train(cache, tmp_path / "parts", SMALL, FAST, resume=True, echo=said.append)
     assert rest == whole
-    assert said[0].startswith("resuming after epoch 3")
+    assert said[0] == ("model.context auto: past (a corpus of dialogues: each utterance is "
+                       "read with its dialogue)")
+    assert said[1].startswith("resuming after epoch 3")
     logs = [(tmp_path / d / "train_log.csv").read_text().splitlines() for d in ("whole", "parts")]
     assert logs[0] == logs[1]  # timings are in train_times.csv, not in the tracked log
 
@@ -215,7 +217,7 @@ def _csv_corpus(path: Path, conversation: bool) -> Path:
     return path
 
 
-@pytest.mark.parametrize("conversation, context", [(True, "past_future"), (False, "none")])
+@pytest.mark.parametrize("conversation, context", [(True, "past"), (False, "none")])
 def test_a_conversation_trains_with_context_and_single_utterances_without(
         tmp_path: Path, conversation: bool, context: str):
     """``model.context: auto`` (the default) on small CSV corpora through the real adapter,

@@ -119,7 +119,7 @@ def test_a_conversation_is_scored_in_context_and_a_lone_clip_alone(demo_corpus: 
     uid, text, _, video = turns[1]
     alone = predict_clip(demo_corpus / video, text, tmp_path / "model", EXTRACTORS, TENSORS)
     assert alone["probabilities"] != pytest.approx(results[1]["probabilities"], abs=1e-4)
-    assert alone["notes"] == ["dialogue context (past_future): the model reads each utterance "
+    assert alone["notes"] == ["dialogue context (past): the model reads each utterance "
                               "with its conversation, and these clips have none, so each is "
                               "scored alone; give the conversation as a CSV (mcncl predict "
                               "conversation.csv) to use it."]
