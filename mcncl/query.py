@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import csv
 import sys
+import threading
+from collections.abc import Callable
 from os import PathLike, fspath
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -76,7 +79,8 @@ def run_query(con: duckdb.DuckDBPyConnection, sql: str, output: str = "table",
     if not sql:
         raise QueryError('give a SQL query, e.g. mcncl query "select label, count(*) from '
                          'manifest group by label", or use --shell.')
-    try:
+
+    def work() -> str:
         relation = con.sql(sql)
         if output == "table":
             print(relation)
@@ -87,9 +91,38 @@ def run_query(con: duckdb.DuckDBPyConnection, sql: str, output: str = "table",
         else:
             relation.to_csv(str(out)) if output == "csv" else relation.to_parquet(str(out))
             return f"{out} written"
+        return ""
+
+    try:
+        return interruptible(con, work)
     except duckdb.Error as exc:
         raise QueryError(f"{exc}".splitlines()[0]) from None
-    return ""
+
+
+def interruptible(con: duckdb.DuckDBPyConnection, work: Callable[[], str]) -> str:
+    """``work()`` on a thread of its own, so that Ctrl-C stops a long query at once: Python
+    raises KeyboardInterrupt only in the main thread between bytecodes, which a thread inside
+    DuckDB never reaches, so the main thread waits in short joins and interrupts DuckDB."""
+    done: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            done["value"] = work()
+        except BaseException as exc:  # handed to the main thread, raised there
+            done["error"] = exc
+
+    thread = threading.Thread(target=run, name="mcncl-query", daemon=True)
+    thread.start()
+    try:
+        while thread.is_alive():
+            thread.join(0.1)
+    except KeyboardInterrupt:
+        con.interrupt()
+        thread.join(5)
+        raise
+    if "error" in done:
+        raise done["error"]
+    return done["value"]
 
 
 def shell(con: duckdb.DuckDBPyConnection) -> None:

@@ -73,3 +73,29 @@ def test_query_command_formats_and_errors(tmp_path: Path):
                            input="select count(*)\n as n from manifest;\n", capture_output=True,
                            text=True)
     assert shell.returncode == 0 and "│     2 │" in shell.stdout
+
+
+def test_ctrl_c_stops_a_long_query_within_a_second():
+    """SIGINT (Ctrl-C) interrupts DuckDB mid-query: the process ends at once, not when the
+    query is done (it would run for minutes)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    slow = ("select count(*) from range(20000000000) t(a) where hash(a) % 97 = 3")
+    code = ("import duckdb\nfrom mcncl.query import run_query\ncon = duckdb.connect()\n"
+            f"print('started', flush=True)\nrun_query(con, {slow!r})\n")
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "started"
+    time.sleep(1.5)  # well inside the query
+    assert process.poll() is None
+    process.send_signal(signal.SIGINT)
+    sent = time.monotonic()
+    try:
+        process.wait(timeout=10)
+    finally:
+        process.kill()
+    assert time.monotonic() - sent < 1.5
+    assert "KeyboardInterrupt" in process.stderr.read()
