@@ -97,8 +97,9 @@ def predict_conversation(csv_path: Path, model_dir: Path, extractor_configs: dic
     reads it (``past``: the turns before it; ``past_future``: the whole conversation given).
 
     ``csv_path`` lists the turns in order: ``text`` and, where known, ``speaker``,
-    ``audio_path``, ``video_path`` (relative to the CSV's folder, or absolute; empty: that
-    modality is masked). To score a clip with its earlier turns, make it the last row."""
+    ``audio_path``, ``video_path`` (relative to the CSV's folder, or absolute; an empty
+    ``audio_path`` is the video's own sound track; nothing: that modality is masked). To score
+    a clip with its earlier turns, make it the last row."""
     csv_path = Path(csv_path)
     if not csv_path.is_file():
         raise PredictError(f"{csv_path}: not found; give the CSV of a conversation "
@@ -114,6 +115,7 @@ def predict_conversation(csv_path: Path, model_dir: Path, extractor_configs: dic
     utts, names = [], []
     for i, row in enumerate(rows):
         media = {k: _media(csv_path, row.get(k, "")) for k in ("audio_path", "video_path")}
+        media["audio_path"] = media["audio_path"] or media["video_path"]  # its sound track
         earlier = [(r.get("speaker", ""), r["text"]) for r in rows[max(0, i - context):i]]
         utts.append(UtteranceInput(f"predict/{i}", row["text"], media["audio_path"],
                                    media["video_path"], speaker=row.get("speaker", ""),
@@ -272,15 +274,21 @@ def _extract(stage: str, config, utts: list[UtteranceInput], features: Path
     """Write ``<stage>.parquet`` with the clips' rows (a failed clip has none: masked);
     return the failures by clip index."""
     extractor = make_extractor(stage, config)
-    todo = [u for u in utts if stage != "text" or u.text.strip()]
+    no_text = Failure("empty_text", "no transcript: give --text or a sidecar .txt file")
+    skipped = {}  # what the extractor cannot read (no transcript, no media): masked
+    for u in utts:
+        check = extractor.digest(u)
+        if isinstance(check, Failure):
+            skipped[u.utterance_id] = no_text if stage == "text" else check
+    todo = [u for u in utts if u.utterance_id not in skipped]
     try:
         done = dict(zip((u.utterance_id for u in todo), extractor.extract(todo) if todo else [],
                         strict=True))
     finally:
         if hasattr(extractor, "close"):
             extractor.close()
-    no_text = Failure("empty_text", "no transcript: give --text or a sidecar .txt file")
-    results = [done.get(u.utterance_id, no_text) for u in utts]
+    results = [done[u.utterance_id] if u.utterance_id in done else skipped[u.utterance_id]
+               for u in utts]
     write_stage_tables([(u.utterance_id, r) for u, r in zip(utts, results, strict=True)],
                        extractor, features)
     return [(i, r) for i, r in enumerate(results) if isinstance(r, Failure)]

@@ -184,9 +184,9 @@ def test_finetuning_runs_before_text_extraction_and_reruns_only_the_text_chain(p
     clip = project / "data/demo/test/output_repeated_splits_test/dia0_utt2.mp4"
     predicted = run_in(project, "mcncl", "predict", str(clip), "--text", "Oh my God!", "--json")
     assert predicted.returncode == 0, predicted.stderr
-    assert json.loads(predicted.stdout)["notes"][1:] == [
+    assert json.loads(predicted.stdout)["notes"][1:] == [ALONE, (
         "text: the model learnt from transcripts with the 1 previous turns of their dialogue; a "
-        "lone clip has none, so its transcript is encoded alone."]
+        "lone clip has none, so its transcript is encoded alone.")]
 
 
 def test_dvc_exp_run_with_a_changed_setting_and_exp_show(project: Path):
@@ -270,10 +270,17 @@ def _digest(path: Path) -> str:
     return digest.hexdigest()
 
 
+ALONE = ("dialogue context (past): the model reads each utterance with its conversation, and "
+         "these clips have none, so each is scored alone; give the conversation as a CSV (mcncl "
+         "predict conversation.csv) to use it.")
+
+
 def test_predict_a_clip_gives_what_the_pipeline_gave_and_clear_errors(project: Path, tmp_path):
     """A folder of one speaker's clips is standardised as the pipeline standardised her
-    (``tensors.speaker_norm: speaker``), so it gets the pipeline's numbers; a lone clip is
-    standardised with the training statistics and says so."""
+    (``tensors.speaker_norm: speaker``); the demo's model reads dialogue context, which a
+    folder has not, so each clip is scored alone and a note says so (with a context-free model
+    a folder gets the pipeline's own numbers: tests/test_predict.py). A lone clip is
+    standardised with the training statistics and says so too."""
     clip = project / "data/demo/test/output_repeated_splits_test/dia0_utt2.mp4"
     uid = "demo/test/dia0_utt2"
     manifest = project / "data/manifests/demo.parquet"
@@ -292,9 +299,9 @@ def test_predict_a_clip_gives_what_the_pipeline_gave_and_clear_errors(project: P
     hers = run_in(project, "mcncl", "predict", str(folder), "--json")
     assert hers.returncode == 0, hers.stderr
     [mine] = [r for r in json.loads(hers.stdout) if Path(r["clip"]).stem == uid.replace("/", "_")]
-    assert mine["probabilities"] == pytest.approx(dict(zip(labels, expected, strict=True)),
-                                                  abs=1e-4)
-    assert mine["masked"] == {} and mine["notes"] == []
+    in_dialogue = dict(zip(labels, expected, strict=True))  # the pipeline read its dialogue
+    assert mine["probabilities"] != pytest.approx(in_dialogue, abs=1e-4)
+    assert mine["masked"] == {} and mine["notes"] == [ALONE]
     given = run_in(project, "mcncl", "predict", str(clip), "--text", text, "--json")
     assert given.returncode == 0, given.stderr
     result = json.loads(given.stdout)
@@ -302,7 +309,8 @@ def test_predict_a_clip_gives_what_the_pipeline_gave_and_clear_errors(project: P
     assert result["masked"] == {} and result["notes"] == [
         "acoustic/facial: the model learnt from features standardised per speaker; 1 clip(s) are "
         "too few to know their speaker (it takes 8: give a folder of one speaker's clips), so "
-        "they are standardised with the training statistics instead."]
+        "they are standardised with the training statistics instead.", ALONE]
+    assert result["probabilities"] != pytest.approx(mine["probabilities"], abs=1e-4)
     clip.with_suffix(".txt").write_text(text)  # the sidecar transcript is read when no --text
     sidecar = json.loads(run_in(project, "mcncl", "predict", str(clip), "--json").stdout)
     assert sidecar["text"] == text and sidecar["probabilities"] == result["probabilities"]

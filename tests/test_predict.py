@@ -131,3 +131,15 @@ def test_a_conversation_csv_with_a_missing_clip_is_a_clear_error(tmp_path: Path)
     with pytest.raises(PredictError, match=r"talk.csv: gone.wav not found; fix the path "
                                            r"\(relative to the CSV's folder\) or leave it empty"):
         predict_conversation(conversation, tmp_path, EXTRACTORS, TENSORS)
+
+
+def test_a_turn_without_media_is_masked_not_a_crash(tmp_path: Path):
+    """A conversation's text-only row: the acoustic and facial extractors are not run on it."""
+    from extractors.base import UtteranceInput
+    from mcncl.predict import _extract
+
+    turn = UtteranceInput("predict/0", "hello there", None, None)
+    for stage in ("acoustic", "facial"):
+        [(index, failure)] = _extract(stage, EXTRACTORS[stage], [turn], tmp_path / stage)
+        assert (index, failure.kind) == (0, "no_media")
+        assert (tmp_path / stage / f"{stage}.parquet").is_file()

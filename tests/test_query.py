@@ -84,7 +84,9 @@ def test_ctrl_c_stops_a_long_query_within_a_second():
     import time
 
     slow = ("select count(*) from range(20000000000) t(a) where hash(a) % 97 = 3")
-    code = ("import duckdb\nfrom mcncl.query import run_query\ncon = duckdb.connect()\n"
+    code = ("import signal\n"  # as in a terminal: pytest-xdist's workers ignore SIGINT
+            "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+            "import duckdb\nfrom mcncl.query import run_query\ncon = duckdb.connect()\n"
             f"print('started', flush=True)\nrun_query(con, {slow!r})\n")
     process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)

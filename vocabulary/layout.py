@@ -7,17 +7,17 @@ the two agree.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
-# A corpus name is one folder name: it can never climb out of (or replace) the data folders.
-CORPUS_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+NAME_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 
 
 def corpus_name_problem(name: str) -> str | None:
-    """Why ``name`` cannot name a corpus, in words, or None when it can."""
-    if CORPUS_NAME.fullmatch(name):
+    """Why ``name`` cannot name a corpus, in words, or None when it can: a corpus name is one
+    plain folder name ([A-Za-z0-9][A-Za-z0-9_.-]*), so it never climbs out of the data
+    folders nor replaces one."""
+    if name and name[0] not in "_.-" and set(name) <= NAME_CHARACTERS:
         return None
     return (f"corpus name {name!r} is not one plain folder name; use letters, digits, _, . and "
             "- only, starting with a letter or digit (e.g. meld_text)")
