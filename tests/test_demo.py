@@ -48,9 +48,9 @@ def test_a_script_line_that_looks_like_an_option_is_spoken_not_obeyed(tmp_path: 
     from extractors.corpora.demo import CLIP_DIRS, Line, _render
 
     secret = tmp_path / "secret.txt"
-    secret.write_text("private words " * 60)  # read aloud this would last half a minute
+    secret.write_text("private words " * 200)  # read aloud this would last about two minutes
     line = Line("train", 0, 0, "Anna", "neutral", f"-f{secret}")
     (tmp_path / CLIP_DIRS["train"]).mkdir(parents=True)
     plain = Line("train", 0, 1, "Anna", "neutral", f"f{secret}")
     assert abs(_render(line, tmp_path) - _render(plain, tmp_path)) < 1.0
-    assert _render(line, tmp_path) < 10
+    assert _render(line, tmp_path) < 30  # the path spoken (long in pytest's tmp folder)
